@@ -1,0 +1,1 @@
+"""The inventory's services, each run as its own process."""

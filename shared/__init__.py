@@ -1,0 +1,1 @@
+"""Code every service shares: contracts, settings, logging, database models."""

@@ -1,0 +1,162 @@
+"""Names on the bus (subjects, streams, consumers, buckets) and their declaration.
+
+In production the namespace is empty and subjects are exactly `account.poll`,
+`resources.discovered` and so on. Tests and side-by-side installations set
+`NATS_NAMESPACE` so that their subjects, streams and buckets never meet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class BusNames:
+    """Every name a service uses on NATS, derived from one namespace."""
+
+    namespace: str = ""
+
+    def subject(self, name: str) -> str:
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    def _upper(self, name: str) -> str:
+        return f"{self.namespace}_{name}".upper() if self.namespace else name
+
+    def _lower(self, name: str) -> str:
+        return f"{self.namespace}_{name}".lower() if self.namespace else name
+
+    # Events (JetStream)
+    @property
+    def account_poll(self) -> str:
+        return self.subject("account.poll")
+
+    @property
+    def resources_discovered(self) -> str:
+        return self.subject("resources.discovered")
+
+    @property
+    def discovery_failed(self) -> str:
+        return self.subject("discovery.failed")
+
+    @property
+    def tasks_created(self) -> str:
+        return self.subject("tasks.created")
+
+    @property
+    def tasks_started(self) -> str:
+        return self.subject("tasks.started")
+
+    @property
+    def tasks_finished(self) -> str:
+        return self.subject("tasks.finished")
+
+    # Commands (core NATS request-reply)
+    @property
+    def accounts_create(self) -> str:
+        return self.subject("accounts.create")
+
+    @property
+    def accounts_update(self) -> str:
+        return self.subject("accounts.update")
+
+    @property
+    def accounts_delete(self) -> str:
+        return self.subject("accounts.delete")
+
+    @property
+    def accounts_remove_region(self) -> str:
+        return self.subject("accounts.remove_region")
+
+    @property
+    def tokens_create(self) -> str:
+        return self.subject("tokens.create")
+
+    @property
+    def tokens_revoke(self) -> str:
+        return self.subject("tokens.revoke")
+
+    @property
+    def scheduler_start_cycle(self) -> str:
+        return self.subject("scheduler.start_cycle")
+
+    @property
+    def scheduler_poll_account(self) -> str:
+        return self.subject("scheduler.poll_account")
+
+    # Streams, consumers, buckets
+    @property
+    def polls_stream(self) -> str:
+        return self._upper("POLLS")
+
+    @property
+    def discovery_stream(self) -> str:
+        return self._upper("DISCOVERY")
+
+    @property
+    def tasks_stream(self) -> str:
+        return self._upper("TASKS")
+
+    @property
+    def poller_consumer(self) -> str:
+        return "poller"
+
+    @property
+    def reconciler_consumer(self) -> str:
+        return "reconciler"
+
+    @property
+    def snapshot_bucket(self) -> str:
+        return self._lower("snapshots")
+
+    @property
+    def scheduler_bucket(self) -> str:
+        return self._lower("scheduler")
+
+
+def stream_configs(names: BusNames) -> list[StreamConfig]:
+    """The streams the inventory needs, file-backed so a restart loses nothing."""
+    return [
+        StreamConfig(
+            name=names.polls_stream,
+            subjects=[names.account_poll],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=timedelta(hours=2).total_seconds(),
+        ),
+        StreamConfig(
+            name=names.discovery_stream,
+            subjects=[
+                names.tasks_created,
+                names.tasks_started,
+                names.resources_discovered,
+                names.discovery_failed,
+            ],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=timedelta(hours=2).total_seconds(),
+        ),
+        StreamConfig(
+            name=names.tasks_stream,
+            subjects=[names.tasks_finished],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=timedelta(days=7).total_seconds(),
+            duplicate_window=timedelta(hours=2).total_seconds(),
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, names: BusNames) -> None:
+    """Create the streams, or bring an existing one to the expected config."""
+    for config in stream_configs(names):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)

@@ -1,0 +1,38 @@
+"""Streams are declared idempotently, and namespaces keep test runs apart."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NatsClient
+
+from shared.bus import BusNames, ensure_streams
+
+
+def test_production_subjects_have_their_plain_names() -> None:
+    names = BusNames()
+
+    assert names.account_poll == "account.poll"
+    assert names.resources_discovered == "resources.discovered"
+    assert names.polls_stream == "POLLS"
+
+
+def test_a_namespace_prefixes_every_subject_and_stream() -> None:
+    names = BusNames(namespace="run42")
+
+    assert names.account_poll == "run42.account.poll"
+    assert names.discovery_stream == "RUN42_DISCOVERY"
+    assert names.snapshot_bucket == "run42_snapshots"
+
+
+async def test_streams_are_created_once_and_updated_after(
+    nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+
+    await ensure_streams(js, names)
+    await ensure_streams(js, names)
+
+    info = await js.stream_info(names.polls_stream)
+    assert info.config.subjects == [names.account_poll]
+    ack = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
+    again = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
+    assert again.duplicate and not ack.duplicate

@@ -1,0 +1,219 @@
+"""Every contract survives a JSON round trip; a malformed one is refused clearly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from shared import events
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+TASK = uuid.UUID("00000000-0000-0000-0000-000000000001")
+
+
+def _snapshot() -> events.RegionSnapshot:
+    return events.RegionSnapshot(
+        vpcs=[
+            events.Vpc(
+                vpc_id="vpc-1",
+                owner_id="111111111111",
+                cidr_block="10.0.0.0/16",
+                cidr_blocks=["10.0.0.0/16", "10.1.0.0/16"],
+                ipv6_cidr_blocks=["2600:1f18::/56"],
+                tags={"Name": "main"},
+            )
+        ],
+        subnets=[
+            events.Subnet(
+                subnet_id="subnet-1",
+                vpc_id="vpc-1",
+                owner_id="111111111111",
+                cidr_block="10.0.1.0/24",
+            )
+        ],
+        security_groups=[
+            events.SecurityGroup(
+                group_id="sg-1",
+                group_name="web",
+                owner_id="111111111111",
+                vpc_id="vpc-1",
+                rules=[
+                    events.SecurityGroupRule(
+                        rule_id="sgr-1",
+                        group_id="sg-1",
+                        is_egress=False,
+                        ip_protocol="tcp",
+                        from_port=443,
+                        to_port=443,
+                        cidr_ipv6="::/0",
+                    ),
+                    events.SecurityGroupRule(
+                        rule_id="sgr-2",
+                        group_id="sg-1",
+                        is_egress=False,
+                        ip_protocol="-1",
+                        referenced_group_id="sg-9",
+                        referenced_group_owner_id="222222222222",
+                    ),
+                ],
+            )
+        ],
+        enis=[
+            events.Eni(
+                eni_id="eni-1",
+                owner_id="222222222222",
+                subnet_id="subnet-1",
+                vpc_id="vpc-1",
+                private_addresses=[
+                    events.PrivateAddress(
+                        address="10.0.1.5", is_primary=True, public_ip="3.3.3.3"
+                    ),
+                    events.PrivateAddress(address="10.0.1.6"),
+                ],
+                ipv6_addresses=["2600:1f18::5"],
+                ipv4_prefixes=["10.0.1.32/28"],
+                group_ids=["sg-1"],
+                attachment=events.EniAttachment(instance_id="i-1", device_index=0),
+            )
+        ],
+        instances=[
+            events.Instance(
+                instance_id="i-1",
+                owner_id="222222222222",
+                state="running",
+                private_ip="10.0.1.5",
+                eni_ids=["eni-1"],
+                launch_time=NOW,
+            )
+        ],
+    )
+
+
+ROUND_TRIPS: list[events.Contract] = [
+    events.AccountPoll(
+        task_id=TASK,
+        account_id="111111111111",
+        role_name="PaloInventoryInspectionRole",
+        regions=["us-east-1", "eu-west-1"],
+        requested_at=NOW,
+    ),
+    events.ResourcesDiscovered(
+        task_id=TASK,
+        account_id="111111111111",
+        region="us-east-1",
+        discovery_started_at=NOW,
+        discovery_finished_at=NOW,
+        snapshot=_snapshot(),
+    ),
+    events.ResourcesDiscovered(
+        task_id=TASK,
+        account_id="111111111111",
+        region="us-east-1",
+        discovery_started_at=NOW,
+        discovery_finished_at=NOW,
+        snapshot_ref=events.SnapshotRef(
+            bucket="snapshots", name="x", size=10, sha256="a" * 64
+        ),
+    ),
+    events.DiscoveryFailed(
+        task_id=TASK,
+        account_id="111111111111",
+        region="ap-south-1",
+        kind=events.FailureKind.REGION_NOT_ENABLED,
+        reason="OptInRequired",
+        discovery_started_at=NOW,
+        failed_at=NOW,
+    ),
+    events.TaskCreated(
+        task_id=TASK,
+        kind=events.TaskKind.CYCLE,
+        children_total=3,
+        created_at=NOW,
+    ),
+    events.TaskStarted(task_id=TASK, account_id="111111111111", started_at=NOW),
+    events.TaskFinished(
+        task_id=TASK, status=events.TaskStatus.SUCCEEDED, finished_at=NOW
+    ),
+    events.CreateAccount(
+        account=events.AccountSpec(
+            account_id="111111111111",
+            account_name="prod",
+            default_regions=["us-east-1"],
+        )
+    ),
+    events.UpdateAccount(
+        account_id="111111111111",
+        changes=events.AccountChanges(is_active=False),
+    ),
+    events.DeleteAccount(account_id="111111111111"),
+    events.RemoveAccountRegion(account_id="111111111111", region="us-east-1"),
+    events.CreateApiToken(
+        token_id=TASK, name="ci", role=events.ApiTokenRole.READER, token_sha256="b" * 64
+    ),
+    events.RevokeApiToken(token_id=TASK),
+    events.StartCycle(requested_by="alice"),
+    events.PollAccountNow(account_id="111111111111", requested_by="alice"),
+    events.CommandReply(ok=True, task_id=TASK, removed={"enis": 2}),
+]
+
+
+@pytest.mark.parametrize("contract", ROUND_TRIPS, ids=lambda c: type(c).__name__)
+def test_contract_round_trips_through_json(contract: events.Contract) -> None:
+    payload = contract.model_dump_json()
+
+    restored = type(contract).model_validate_json(payload)
+
+    assert restored == contract
+    assert restored.schema_version == events.SCHEMA_VERSION
+
+
+def test_reader_ignores_fields_it_does_not_know_yet() -> None:
+    payload = ROUND_TRIPS[0].model_dump(mode="json") | {"added_later": 1}
+
+    restored = events.AccountPoll.model_validate(payload)
+
+    assert restored == ROUND_TRIPS[0]
+
+
+@pytest.mark.parametrize(
+    ("contract", "payload", "field"),
+    [
+        (events.AccountPoll, {"account_id": "12345"}, "account_id"),
+        (events.AccountPoll, {"regions": []}, "regions"),
+        (events.AccountPoll, {"regions": ["Mars-1"]}, "regions"),
+        (events.AccountPoll, {"requested_at": "2026-01-01T00:00:00"}, "requested_at"),
+        (events.DiscoveryFailed, {"kind": "gremlins"}, "kind"),
+        (events.TaskCreated, {"status": "running"}, "status"),
+    ],
+)
+def test_malformed_contract_is_rejected_naming_the_field(
+    contract: type[events.Contract], payload: dict[str, object], field: str
+) -> None:
+    valid = next(c for c in ROUND_TRIPS if type(c) is contract).model_dump(mode="json")
+
+    with pytest.raises(ValidationError) as error:
+        contract.model_validate(valid | payload)
+
+    assert field in {str(problem["loc"][0]) for problem in error.value.errors()}
+
+
+def test_discovered_event_needs_exactly_one_body() -> None:
+    valid = ROUND_TRIPS[1].model_dump(mode="json")
+
+    with pytest.raises(ValidationError, match="exactly one of snapshot"):
+        events.ResourcesDiscovered.model_validate(valid | {"snapshot": None})
+
+
+def test_poll_without_any_role_is_rejected() -> None:
+    valid = ROUND_TRIPS[0].model_dump(mode="json")
+
+    with pytest.raises(ValidationError, match="role_name or role_arn"):
+        events.AccountPoll.model_validate(valid | {"role_name": None})
+
+
+def test_malformed_json_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="Invalid JSON"):
+        events.AccountPoll.model_validate_json(b"{not json")
