@@ -147,7 +147,9 @@ def wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+            raise RuntimeError(
+                f"server on port {port} exited with {process.returncode}"
+            )
         with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.1)

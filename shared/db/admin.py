@@ -25,7 +25,9 @@ def with_database(url: str, name: str) -> str:
 
 async def create_database(server_url: str, name: str) -> str:
     """Create database `name` on the server of `server_url`; returns its URL."""
-    connection = await asyncpg.connect(_asyncpg_dsn(with_database(server_url, "postgres")))
+    connection = await asyncpg.connect(
+        _asyncpg_dsn(with_database(server_url, "postgres"))
+    )
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -34,7 +36,9 @@ async def create_database(server_url: str, name: str) -> str:
 
 
 async def drop_database(server_url: str, name: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(with_database(server_url, "postgres")))
+    connection = await asyncpg.connect(
+        _asyncpg_dsn(with_database(server_url, "postgres"))
+    )
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -1,0 +1,101 @@
+"""Moving region snapshots of any size over NATS.
+
+A snapshot whose compressed JSON fits comfortably in one message travels
+inline in `resources.discovered`. A larger one (a region with tens of
+thousands of ENIs) is put in the JetStream object store, which chunks it,
+and the event carries a reference with its size and SHA-256. The reconciler
+checks the digest before applying and deletes the object once its
+transaction has committed; the bucket's TTL removes anything left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from datetime import timedelta
+
+from nats.js import JetStreamContext
+from nats.js.api import ObjectStoreConfig, StorageType
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.object_store import ObjectStore
+
+from shared.bus import BusNames
+from shared.events import RegionSnapshot, SnapshotRef
+
+INLINE_LIMIT = 256 * 1024
+"""Largest uncompressed snapshot sent inline, well under NATS's 1 MB default."""
+
+BUCKET_TTL = timedelta(days=1)
+
+
+class SnapshotCorrupted(Exception):
+    """The stored snapshot does not match its reference (size or digest)."""
+
+
+class SnapshotMissing(Exception):
+    """The referenced snapshot is not (or no longer) in the object store."""
+
+
+async def snapshot_bucket(js: JetStreamContext, names: BusNames) -> ObjectStore:
+    """The object store bucket for snapshots, created on first use."""
+    try:
+        return await js.object_store(names.snapshot_bucket)
+    except BucketNotFoundError:
+        return await js.create_object_store(
+            names.snapshot_bucket,
+            config=ObjectStoreConfig(
+                ttl=BUCKET_TTL.total_seconds(), storage=StorageType.FILE
+            ),
+        )
+
+
+def encode(snapshot: RegionSnapshot) -> bytes:
+    return zlib.compress(snapshot.model_dump_json().encode(), level=1)
+
+
+def decode(blob: bytes) -> RegionSnapshot:
+    return RegionSnapshot.model_validate_json(zlib.decompress(blob))
+
+
+async def store(
+    js: JetStreamContext, names: BusNames, name: str, snapshot: RegionSnapshot
+) -> RegionSnapshot | SnapshotRef:
+    """Return the snapshot itself when small, else a reference to a stored copy.
+
+    `name` must be unique per snapshot (task id and region); storing the same
+    name again replaces the object, so a retried poll leaves one copy.
+    """
+    raw = snapshot.model_dump_json().encode()
+    if len(raw) <= INLINE_LIMIT:
+        return snapshot
+    blob = zlib.compress(raw, level=1)
+    bucket = await snapshot_bucket(js, names)
+    await bucket.put(name, blob)
+    return SnapshotRef(
+        bucket=names.snapshot_bucket,
+        name=name,
+        size=len(blob),
+        sha256=hashlib.sha256(blob).hexdigest(),
+    )
+
+
+async def load(js: JetStreamContext, ref: SnapshotRef) -> RegionSnapshot:
+    """Fetch and verify a stored snapshot."""
+    try:
+        bucket = await js.object_store(ref.bucket)
+        result = await bucket.get(ref.name)
+    except (BucketNotFoundError, NotFoundError) as error:
+        raise SnapshotMissing(f"{ref.bucket}/{ref.name}") from error
+    blob = result.data or b""
+    if len(blob) != ref.size or hashlib.sha256(blob).hexdigest() != ref.sha256:
+        raise SnapshotCorrupted(f"{ref.bucket}/{ref.name} does not match its digest")
+    return decode(blob)
+
+
+async def discard(js: JetStreamContext, ref: SnapshotRef) -> None:
+    """Delete a stored snapshot once it has been applied (missing is fine)."""
+    try:
+        bucket = await js.object_store(ref.bucket)
+        await bucket.delete(ref.name)
+    except (BucketNotFoundError, NotFoundError):
+        return
