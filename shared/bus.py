@@ -11,8 +11,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
+
+POLL_ACK_WAIT = timedelta(minutes=2)
+"""How long a poll may go without telling JetStream it is still working."""
 
 
 @dataclass(frozen=True)
@@ -160,3 +170,30 @@ async def ensure_streams(js: JetStreamContext, names: BusNames) -> None:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
+
+
+def poller_consumer_config(names: BusNames, max_concurrent: int) -> ConsumerConfig:
+    """The durable consumer every poller replica pulls `account.poll` from.
+
+    `max_ack_pending` is the global cap on account polls running at once,
+    whatever the number of replicas: JetStream hands out no more messages
+    until one is acknowledged.
+    """
+    return ConsumerConfig(
+        durable_name=names.poller_consumer,
+        filter_subject=names.account_poll,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=POLL_ACK_WAIT.total_seconds(),
+        max_ack_pending=max_concurrent,
+    )
+
+
+async def ensure_poller_consumer(
+    js: JetStreamContext, names: BusNames, max_concurrent: int
+) -> None:
+    """Create the poller consumer, or set its cap to `max_concurrent`."""
+    await ensure_streams(js, names)
+    await js.add_consumer(
+        names.polls_stream, poller_consumer_config(names, max_concurrent)
+    )

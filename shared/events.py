@@ -335,6 +335,32 @@ class TaskFinished(Contract):
     error: str | None = None
 
 
+class CycleProgress(Contract):
+    """Where the cycle in progress stands."""
+
+    cycle_id: str
+    parent_task_id: uuid.UUID
+    started_at: AwareDatetime
+    accounts_total: int = Field(ge=0)
+    published: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    waiting: int = Field(ge=0)
+    next_due_at: AwareDatetime | None = None
+
+
+class ScheduleState(Contract):
+    """The schedule as operators see it; key `schedule` of the scheduler bucket."""
+
+    enabled: bool
+    cron: str
+    stagger_seconds: float
+    max_concurrent: int
+    next_run_at: AwareDatetime | None = None
+    current_cycle: CycleProgress | None = None
+    last_cycle: CycleProgress | None = None
+    updated_at: AwareDatetime
+
+
 # --- Commands, answered on NATS request-reply ------------------------------------
 
 

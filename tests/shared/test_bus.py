@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NatsClient
 
-from shared.bus import BusNames, ensure_streams
+from shared.bus import BusNames, ensure_poller_consumer, ensure_streams
 
 
 def test_production_subjects_have_their_plain_names() -> None:
@@ -36,3 +36,15 @@ async def test_streams_are_created_once_and_updated_after(
     ack = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
     again = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
     assert again.duplicate and not ack.duplicate
+
+
+async def test_poller_consumer_cap_follows_the_setting(
+    nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+
+    await ensure_poller_consumer(js, names, max_concurrent=2)
+    await ensure_poller_consumer(js, names, max_concurrent=5)
+
+    info = await js.consumer_info(names.polls_stream, names.poller_consumer)
+    assert info.config.max_ack_pending == 5
