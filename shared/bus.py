@@ -164,6 +164,7 @@ def stream_configs(names: BusNames) -> list[StreamConfig]:
 async def ensure_streams(js: JetStreamContext, names: BusNames) -> None:
     """Create the streams, or bring an existing one to the expected config."""
     for config in stream_configs(names):
+        assert config.name is not None
         try:
             await js.stream_info(config.name)
         except NotFoundError:

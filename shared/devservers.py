@@ -22,7 +22,7 @@ from urllib.parse import quote
 def docker_available() -> bool:
     """True when a Docker engine answers (testcontainers can then be used)."""
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         client = docker.from_env(timeout=2)
         client.ping()
@@ -41,10 +41,12 @@ def free_port() -> int:
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """A PostgreSQL server from the `pgserver` package; yields its URL."""
-    import pgserver  # type: ignore[import-untyped]
+    import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        str(data_dir), cleanup_mode="stop"
+    )
     socket_dir = server.get_uri().split("host=", 1)[1]
     try:
         yield f"postgresql://postgres@/postgres?host={quote(socket_dir)}"
