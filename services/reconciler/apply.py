@@ -284,6 +284,12 @@ async def _stage(connection: asyncpg.Connection, staged: StagedRows) -> None:
             f"CREATE TEMP TABLE IF NOT EXISTS {table.stage} ON COMMIT DELETE ROWS"
             f" AS SELECT {table.staging_select()} FROM {table.name} WITH NO DATA"
         )
+        # Keyed, so a plan made from stale statistics (a table just filled)
+        # still finds staged rows by index rather than by scanning them.
+        await connection.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {table.stage}_key"
+            f" ON {table.stage} ({', '.join(table.key)})"
+        )
         await connection.execute(f"TRUNCATE {table.stage}")
         rows = staged.table(table.name)
         if rows:
