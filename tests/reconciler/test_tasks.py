@@ -115,7 +115,7 @@ async def test_child_and_parent_succeed_when_every_region_is_applied(
     assert (await task_row(pool, parent))["children_succeeded"] == 1
 
 
-async def test_failed_region_removes_nothing_and_marks_it_stale_with_its_reason(
+async def test_nothing_is_removed_and_region_marked_stale_when_the_region_failed(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A, (REGION, OTHER_REGION))
@@ -148,7 +148,7 @@ async def test_failed_region_removes_nothing_and_marks_it_stale_with_its_reason(
     assert poll["last_success_at"] is not None
 
 
-async def test_failed_assume_role_removes_nothing_and_counts_failures_in_a_row(
+async def test_nothing_is_removed_and_failures_counted_when_assume_role_failed(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -177,7 +177,7 @@ async def test_failed_assume_role_removes_nothing_and_counts_failures_in_a_row(
     assert await pool.fetchval("SELECT consecutive_failures FROM region_polls") == 2
 
 
-async def test_result_before_its_announcement_finishes_the_child_once_announced(
+async def test_child_finishes_when_announced_after_its_result(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -197,7 +197,7 @@ async def test_result_before_its_announcement_finishes_the_child_once_announced(
     assert (await task_row(pool, parent))["status"] == "succeeded"
 
 
-async def test_poll_failure_before_its_announcement_is_counted_in_the_parent(
+async def test_failed_child_is_counted_in_parent_when_announced_after_its_failure(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -215,7 +215,7 @@ async def test_poll_failure_before_its_announcement_is_counted_in_the_parent(
     assert (await task_row(pool, task))["status"] == "failed"
 
 
-async def test_two_children_finishing_at_the_same_moment_are_both_counted(
+async def test_both_children_are_counted_when_finishing_at_the_same_moment(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -235,7 +235,7 @@ async def test_two_children_finishing_at_the_same_moment_are_both_counted(
         assert (row["children_succeeded"], row["status"]) == (2, "succeeded")
 
 
-async def test_redelivered_snapshot_changes_nothing_and_counts_once(
+async def test_nothing_changes_when_a_snapshot_is_redelivered(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -253,7 +253,7 @@ async def test_redelivered_snapshot_changes_nothing_and_counts_once(
     assert await pool.fetchval("SELECT consecutive_failures FROM accounts") == 0
 
 
-async def test_redelivered_failure_counts_once(pool: asyncpg.Pool) -> None:
+async def test_failure_counts_once_when_redelivered(pool: asyncpg.Pool) -> None:
     await add_account(pool, A)
     task = child(None, A, [REGION])
     await discovery.record_created(pool, task)
@@ -266,7 +266,7 @@ async def test_redelivered_failure_counts_once(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT consecutive_failures FROM accounts") == 1
 
 
-async def test_skipped_children_do_not_vote_on_the_parents_status(
+async def test_parent_status_ignores_children_when_they_were_skipped(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -293,7 +293,7 @@ async def test_skipped_children_do_not_vote_on_the_parents_status(
     assert (await task_row(pool, all_skipped))["status"] == "skipped"
 
 
-async def test_tasks_past_the_timeout_are_failed_and_their_parent_updated(
+async def test_tasks_and_parent_fail_when_past_the_timeout(
     pool: asyncpg.Pool,
 ) -> None:
     parent = cycle(2)
