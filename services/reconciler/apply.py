@@ -242,8 +242,6 @@ COUNTED = (
     "eni_addresses",
     "ec2_instances",
 )
-ANALYZE_FROM_ROWS = 500
-"""Staging tables this large are analyzed so the planner picks hash joins."""
 
 
 @dataclass
@@ -313,8 +311,6 @@ async def _stage(connection: asyncpg.Connection, staged: StagedRows) -> None:
             await connection.copy_records_to_table(
                 table.stage, records=rows, columns=list(table.columns)
             )
-        if len(rows) >= ANALYZE_FROM_ROWS:
-            await connection.execute(f"ANALYZE {table.stage}")
 
 
 def _match(table: Table) -> str:
@@ -462,11 +458,17 @@ async def _remove_gone(
     async def delete(sql: str) -> int:
         return _rowcount(await connection.execute(sql, *arguments))
 
-    enis = f"SELECT t.eni_id FROM enis t WHERE {_gone(ENIS)}"
-    removed["eni_addresses"] += await delete(
-        f"DELETE FROM eni_addresses WHERE eni_id IN ({enis})"
+    # One scan finds the gone ENIs; their addresses are counted, then all go.
+    gone_enis = await connection.fetchval(
+        f"SELECT coalesce(array_agg(t.eni_id), '{{}}') FROM enis t WHERE {_gone(ENIS)}",
+        *arguments,
     )
-    removed["enis"] += await delete(f"DELETE FROM enis t WHERE {_gone(ENIS)}")
+    if gone_enis:
+        for table in ("eni_addresses", "enis"):
+            status = await connection.execute(
+                f"DELETE FROM {table} WHERE eni_id = ANY($1::varchar[])", gone_enis
+            )
+            removed[table] += _rowcount(status)
     removed["ec2_instances"] += await delete(
         f"DELETE FROM ec2_instances t WHERE {_gone(EC2_INSTANCES)}"
     )
