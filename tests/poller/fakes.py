@@ -162,3 +162,32 @@ class FakeClock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+
+class RecordingOutbox:
+    """An outbox that keeps what a poll published, in order."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self.discovered: dict[str, Any] = {}
+        self.failed: list[Any] = []
+        self.order: list[str] = []
+
+    async def task_started(self, event: Any) -> None:
+        self.started.append(event)
+        self.order.append("started")
+
+    async def region_discovered(
+        self,
+        poll: AccountPoll,
+        region: str,
+        started_at: datetime,
+        finished_at: datetime,
+        snapshot: Any,
+    ) -> None:
+        self.discovered[region] = snapshot
+        self.order.append(f"discovered:{region}")
+
+    async def discovery_failed(self, event: Any) -> None:
+        self.failed.append(event)
+        self.order.append(f"failed:{event.region}")
