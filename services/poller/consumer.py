@@ -115,7 +115,14 @@ class PollConsumer:
         try:
             poll = AccountPoll.model_validate_json(message.data)
         except ValidationError as error:
-            log.error("poll_rejected", reason=str(error), data=message.data[:500])
+            # Field names and messages only: the input may hold an external id.
+            problems = [
+                f"{'.'.join(map(str, problem['loc'])) or 'body'}: {problem['msg']}"
+                for problem in error.errors(include_input=False)
+            ]
+            log.error(
+                "poll_rejected", reason="; ".join(problems), size=len(message.data)
+            )
             await message.term()
             return
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,14 +23,11 @@ from services.poller.service import Poller, PollLimits
 from shared.bus import BusNames, ensure_poller_consumer
 from shared.events import (
     AccountPoll,
-    DiscoveryFailed,
     Eni,
     FailureKind,
     RegionSnapshot,
-    ResourcesDiscovered,
-    TaskStarted,
 )
-from tests.poller.fakes import poll_for
+from tests.poller.fakes import collect, poll_for, publish_polls
 
 
 class SlowAws:
@@ -112,37 +108,6 @@ async def replica(
             stop.set()
             await asyncio.wait_for(task, 10)
             await client.drain()
-
-
-async def publish_polls(
-    js: JetStreamContext, names: BusNames, polls: list[Any]
-) -> None:
-    for poll in polls:
-        await js.publish(names.account_poll, poll.model_dump_json().encode())
-
-
-async def collect(
-    js: JetStreamContext, names: BusNames, until: Any, within: float = 30
-) -> dict[str, list[Any]]:
-    """Read the discovery stream until `until(events)` holds (or time runs out)."""
-    subscription = await js.pull_subscribe(
-        "", durable="test-reader", stream=names.discovery_stream
-    )
-    models = {
-        names.tasks_started: TaskStarted,
-        names.resources_discovered: ResourcesDiscovered,
-        names.discovery_failed: DiscoveryFailed,
-    }
-    events: dict[str, list[Any]] = {subject: [] for subject in models}
-    deadline = time.monotonic() + within
-    while not until(events) and time.monotonic() < deadline:
-        with contextlib.suppress(TimeoutError):
-            for message in await subscription.fetch(50, timeout=0.5):
-                model = models[message.subject]
-                events[message.subject].append(model.model_validate_json(message.data))
-                await message.ack()
-    await subscription.unsubscribe()
-    return events
 
 
 @pytest.fixture
