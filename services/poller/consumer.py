@@ -106,6 +106,11 @@ class PollConsumer:
     async def _run_one(self, message: Msg) -> None:
         try:
             await self.handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # JetStream redelivers what was not acknowledged; nothing is lost.
+            log.exception("poll_not_settled")
         finally:
             self._slots.release()
 

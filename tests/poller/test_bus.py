@@ -87,6 +87,7 @@ async def replica(
     aws: Any,
     gauge: Gauge | None = None,
     slots: int = 2,
+    ack_wait_seconds: float = 30,
 ) -> AsyncIterator[None]:
     """One poller replica with its own NATS connection, running until the block ends."""
     client = await nats.connect(nats_url)
@@ -99,7 +100,12 @@ async def replica(
         if gauge is not None:
             poller = gauge.wrap(poller)
         consumer = PollConsumer(
-            js, names, poller, slots=slots, ack_wait_seconds=30, fetch_timeout=1
+            js,
+            names,
+            poller,
+            slots=slots,
+            ack_wait_seconds=ack_wait_seconds,
+            fetch_timeout=1,
         )
         task = asyncio.create_task(consumer.run(stop))
         try:
@@ -222,3 +228,23 @@ async def test_interrupted_poll_is_delivered_again_when_its_replica_stops(
     assert (started.task_id, started.attempt) == (poll.task_id, 2)
     assert found.task_id == poll.task_id
     assert timedelta(0) <= found.discovery_finished_at - found.discovery_started_at
+
+
+async def test_long_poll_is_not_redelivered_when_it_outlasts_the_ack_wait(
+    nats_client: NatsClient, names: BusNames, nats_url: str
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_poller_consumer(js, names, 2, timedelta(seconds=1))
+    poll = poll_for("123412341234", ["us-east-1"])
+    await publish_polls(js, names, [poll])
+
+    async with (
+        replica(nats_url, names, SlowAws(3.5), ack_wait_seconds=1),
+        replica(nats_url, names, SlowAws(3.5), ack_wait_seconds=1),
+    ):
+        events = await collect(js, names, lambda e: e[names.resources_discovered])
+        info = await js.consumer_info(names.polls_stream, names.poller_consumer)
+
+    assert [e.attempt for e in events[names.tasks_started]] == [1]
+    assert len(events[names.resources_discovered]) == 1
+    assert info.num_redelivered == 0
