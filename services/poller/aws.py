@@ -207,6 +207,7 @@ class AwsAccess:
     ) -> None:
         self._endpoint_url = endpoint_url
         self._base = base_session or boto3.Session()
+        self._base_lock = threading.Lock()  # boto3 sessions are not thread-safe
         self._client_hook = client_hook
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         # One loader for every per-account session: service models are parsed
@@ -240,7 +241,8 @@ class AwsAccess:
         arn = role_arn(poll)
         region = poll.regions[0]
         try:
-            sts = self._client(self._base, "sts", region)
+            with self._base_lock:
+                sts = self._client(self._base, "sts", region)
         except BotoCoreError as error:
             raise DiscoveryError(FailureKind.ASSUME_ROLE_FAILED, str(error)) from error
         request: dict[str, str] = {
