@@ -13,6 +13,7 @@ import contextlib
 
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -101,6 +102,11 @@ class PollConsumer:
         try:
             return await subscription.fetch(1, self._fetch_timeout)
         except TimeoutError:  # nats-py raises its own subclass, or asyncio's
+            return []
+        except NatsError as error:
+            # Reconnecting, or the consumer is briefly unavailable: try again.
+            log.warning("fetch_failed", error=str(error) or repr(error))
+            await asyncio.sleep(1)
             return []
 
     async def _run_one(self, message: Msg) -> None:
