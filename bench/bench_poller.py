@@ -122,10 +122,11 @@ def _discover(aws: AwsAccess, session: AccountSession) -> Any:
     return snapshot
 
 
-def _timed(function: Any, *args: Any) -> tuple[float, Any]:
-    started = time.perf_counter()
+def _timed(function: Any, *args: Any) -> tuple[float, float, Any]:
+    """Wall time, this process's CPU time (the client side alone) and the result."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = function(*args)
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, time.process_time() - cpu, result
 
 
 def _retained_after(aws: AwsAccess, accounts: int) -> list[tuple[int, float]]:
@@ -155,12 +156,14 @@ def main() -> None:
         _bare_loop(session, endpoint)  # warm both paths once
         _discover(aws, session)
 
-        bare, poller = [], []
+        bare, poller, bare_cpu, poller_cpu = [], [], [], []
         for _ in range(rounds):
-            seconds, items = _timed(_bare_loop, session, endpoint)
+            seconds, cpu, items = _timed(_bare_loop, session, endpoint)
             bare.append(seconds)
-            seconds, snapshot = _timed(_discover, aws, session)
+            bare_cpu.append(cpu)
+            seconds, cpu, snapshot = _timed(_discover, aws, session)
             poller.append(seconds)
+            poller_cpu.append(cpu)
         assert len(snapshot.enis) == enis, (len(snapshot.enis), enis)
 
         gc.collect()
@@ -180,6 +183,11 @@ def main() -> None:
     print(f"  bare boto3 paginate loop: {bare_s:.3f} s")
     print(f"  poller discovery:         {poller_s:.3f} s")
     print(f"  ratio poller / bare:      {poller_s / bare_s:.2f} (target <= 1.2)")
+    cpu_bare, cpu_poller = statistics.median(bare_cpu), statistics.median(poller_cpu)
+    print(
+        f"  client CPU (this process): bare {cpu_bare:.3f} s,"
+        f" poller {cpu_poller:.3f} s (the rest of the wall time is moto)"
+    )
     print(f"  poller peak memory (discovery + snapshot JSON): {peak:.1f} MiB")
     for polled, mib in retained:
         print(f"  memory held after polling {polled:3d} accounts: {mib:.1f} MiB")
