@@ -87,6 +87,10 @@ class ContractResponder:
             else:
                 try:
                     reply = await handler(command)
+                except IntegrityError as error:
+                    reply = CommandReply(
+                        ok=False, error_code=ErrorCode.INVALID, error=str(error.orig)
+                    )
                 except Exception as error:
                     self.failures.append(error)
                     raise
