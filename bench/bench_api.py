@@ -34,6 +34,7 @@ from shared.devservers import free_port
 ENIS = int(os.environ.get("BENCH_API_ENIS", "100000"))
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "8"))
+WORKERS = int(os.environ.get("BENCH_API_WORKERS", "2"))
 SERVER_URL = os.environ.get(
     "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -286,6 +287,7 @@ def serve(
         "API_HOST": "127.0.0.1",
         "API_PORT": str(port),
         "LOG_LEVEL": "WARNING",
+        "API_WORKERS": str(WORKERS),
     }
     env.pop("API_ADMIN_TOKEN", None)
     log = (work / "api.log").open("wb")
@@ -326,7 +328,10 @@ def main() -> None:
 
 def _measure(database_url: str) -> None:
     tool = "wrk" if shutil.which("wrk") else "python"
-    print(f"load: {tool}, {CONNECTIONS} connections, {SECONDS:g} s per scenario")
+    print(
+        f"load: {tool}, {CONNECTIONS} connections, {SECONDS:g} s per scenario; "
+        f"{WORKERS} API processes"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         process, base_url = serve(database_url, f"bench{uuid.uuid4().hex[:8]}", work)

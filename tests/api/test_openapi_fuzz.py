@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import BusNames
-from tests.api.conftest import ADMIN, add_reader_token
+from tests.api.conftest import ADMIN, ADMIN_TOKEN, add_reader_token
 from tests.api.responder import responder_in_thread
 from tests.api.seed import seed_inventory, seed_tasks
 
@@ -76,6 +77,7 @@ async def test_no_operation_fails_or_leaves_its_schema_when_fuzzed(
     names: BusNames,
     nats_url: str,
     database_url: str,
+    tmp_path: Path,
 ) -> None:
     await add_reader_token(db)
     await seed_inventory(db)
@@ -85,6 +87,9 @@ async def test_no_operation_fails_or_leaves_its_schema_when_fuzzed(
         failures = await asyncio.to_thread(fuzz_operations, live_server)
 
     assert failures == [], "\n".join(failures)
+    log = (tmp_path / "api.log").read_text()
+    assert '"event": "request"' in log
+    assert ADMIN_TOKEN not in log
 
 
 pytestmark = pytest.mark.timeout(240)
