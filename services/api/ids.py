@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Annotated
 
@@ -39,7 +40,8 @@ def known_regions() -> frozenset[str]:
     regions: set[str] = set()
     for partition in session.get_available_partitions():
         regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return frozenset(regions)
+    # Only names the bus contracts accept (`shared.events.RegionName`).
+    return frozenset(name for name in regions if re.match(REGION, name))
 
 
 def _known_region(value: str) -> str:
