@@ -6,8 +6,7 @@ import json
 
 import structlog
 from nats.aio.client import Client as NatsClient
-from nats.errors import ConnectionClosedError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
 from services.api.errors import ApiError, ErrorCode
@@ -40,7 +39,8 @@ class CommandSender:
         payload = json.dumps(body).encode()
         try:
             message = await self._nats.request(subject, payload, timeout=self._timeout)
-        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError) as error:
+        except (NatsError, TimeoutError) as error:
+            # No responder, no answer in time, or no connection: all unavailable.
             log.warning(
                 "command_unanswered", subject=subject, error=type(error).__name__
             )
