@@ -1,0 +1,354 @@
+"""Inventory reads: keyset pages, details by AWS id, and the IP lookup."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    any_,
+    cast,
+    exists,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CIDR, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from services.api.errors import invalid
+from services.api.pagination import decode_cursor, encode_cursor
+from services.api.schemas import (
+    AttachmentOut,
+    EniOut,
+    InstanceOut,
+    IpLookup,
+    IpMatch,
+    OwnerOut,
+    SecurityGroupOut,
+    SubnetOut,
+    VpcOut,
+)
+from shared.db.models import (
+    Ec2Instance,
+    Eni,
+    EniAddress,
+    EniSecurityGroup,
+    RegionPoll,
+    SecurityGroup,
+    Subnet,
+    Vpc,
+)
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+M = TypeVar("M", Vpc, Subnet, SecurityGroup, Eni, Ec2Instance)
+
+
+@dataclass
+class Filters:
+    """Conditions of a list, gathered from its query parameters."""
+
+    conditions: list[ColumnElement[bool]] = field(default_factory=list)
+
+    def equal(self, column: InstrumentedAttribute[Any], value: object) -> None:
+        if value is not None:
+            self.conditions.append(column == value)
+
+    def tags(self, column: InstrumentedAttribute[Any], tags: list[str] | None) -> None:
+        """`Key=Value` matches that value; a bare `Key` matches any value."""
+        for tag in tags or []:
+            key, has_value, value = tag.partition("=")
+            if not key:
+                raise invalid("tag", "use Key=Value, or Key alone")
+            if has_value:
+                self.conditions.append(column.contains({key: value}))
+            else:
+                self.conditions.append(column.has_key(key))
+
+
+def parse_ip(text: str) -> IpAddress:
+    if "/" in text:
+        raise invalid("address", "one address, not a CIDR: use /enis?cidr= for that")
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise invalid("address", f"{text!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        raise invalid("address", "drop the zone (%...) from the IPv6 address")
+    return ip
+
+
+def parse_cidr(text: str) -> IpNetwork:
+    """A network; host bits are dropped (`10.1.2.3/16` means `10.1.0.0/16`)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise invalid(
+            "cidr", f"{text!r} is not an IPv4 or IPv6 CIDR such as 10.1.0.0/16"
+        ) from None
+
+
+def _last_seen(model: type[M]) -> Any:
+    """The latest applied snapshot among the accounts that see the row."""
+    return (
+        select(func.max(RegionPoll.last_applied_at))
+        .where(
+            RegionPoll.region == model.region,
+            RegionPoll.account_id == any_(model.seen_by),
+        )
+        .correlate(model)
+        .scalar_subquery()
+        .label("last_seen_at")
+    )
+
+
+def _nested(name: str, sql: str) -> Any:
+    return literal_column(f"({sql})", type_=JSONB).label(name)
+
+
+# What each row carries from its child tables, as JSON built by PostgreSQL in the
+# same query: one round trip per page instead of one per child table.
+NESTED: dict[str, list[Any]] = {
+    "enis": [
+        _nested(
+            "addresses",
+            "SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,"
+            " x.kind, x.address), '[]') FROM eni_addresses x"
+            " WHERE x.eni_id = enis.eni_id",
+        ),
+        _nested(
+            "security_groups",
+            "SELECT coalesce(jsonb_agg(jsonb_build_object('group_id', l.group_id,"
+            " 'group_name', g.group_name, 'owner_account_id', g.owner_account_id)"
+            " ORDER BY l.group_id), '[]') FROM eni_security_groups l"
+            " LEFT JOIN security_groups g ON g.group_id = l.group_id"
+            " WHERE l.eni_id = enis.eni_id",
+        ),
+    ],
+    "security_groups": [
+        _nested(
+            "rules",
+            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),"
+            " '[]') FROM security_group_rules r"
+            " WHERE r.group_id = security_groups.group_id",
+        )
+    ],
+}
+
+
+def _columns(model: Any) -> list[Any]:
+    return [model.__table__, _last_seen(model), *NESTED.get(model.__table__.name, [])]
+
+
+async def _rows(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
+    """Plain rows as dicts: building ORM objects would cost more than the query."""
+    result = await session.execute(statement)
+    return [dict(row) for row in result.mappings()]
+
+
+async def page(
+    session: AsyncSession,
+    model: type[M],
+    key: InstrumentedAttribute[str],
+    filters: Filters,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows in key order after the cursor, and the cursor of the next page."""
+    scope = model.__tablename__
+    statement = select(*_columns(model)).where(*filters.conditions)
+    if cursor is not None:
+        (after,) = decode_cursor(scope, cursor, 1)
+        statement = statement.where(key > after)
+    rows = await _rows(session, statement.order_by(key).limit(limit + 1))
+
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(scope, [rows[-1][key.key]])
+
+
+async def by_ids(
+    session: AsyncSession,
+    model: type[M],
+    key: InstrumentedAttribute[str],
+    ids: Iterable[str],
+) -> list[dict[str, Any]]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    statement = select(*_columns(model)).where(key.in_(wanted)).order_by(key)
+    return await _rows(session, statement)
+
+
+# --- Building the answers ------------------------------------------------------------
+
+
+def vpcs_out(rows: Sequence[dict[str, Any]]) -> list[VpcOut]:
+    return [VpcOut.model_validate(row) for row in rows]
+
+
+def subnets_out(rows: Sequence[dict[str, Any]]) -> list[SubnetOut]:
+    return [SubnetOut.model_validate(row) for row in rows]
+
+
+def instances_out(rows: Sequence[dict[str, Any]]) -> list[InstanceOut]:
+    return [InstanceOut.model_validate(row) for row in rows]
+
+
+def groups_out(rows: Sequence[dict[str, Any]]) -> list[SecurityGroupOut]:
+    """Security groups with their rules (fetched with the rows), ingress first."""
+    return [SecurityGroupOut.model_validate(row) for row in rows]
+
+
+def enis_out(rows: Sequence[dict[str, Any]]) -> list[EniOut]:
+    """ENIs with their addresses and security groups (fetched with the rows)."""
+    return [
+        EniOut.model_validate({**row, "attachment": _attachment(row)}) for row in rows
+    ]
+
+
+def _attachment(row: dict[str, Any]) -> AttachmentOut | None:
+    if row["attachment_id"] is None and row["attachment_instance_id"] is None:
+        return None
+    return AttachmentOut(
+        attachment_id=row["attachment_id"],
+        instance_id=row["attachment_instance_id"],
+        instance_owner_id=row["attachment_instance_owner_id"],
+        device_index=row["attachment_device_index"],
+        network_card_index=row["attachment_network_card_index"],
+        status=row["attachment_status"],
+        attach_time=row["attachment_attach_time"],
+        delete_on_termination=row["attachment_delete_on_termination"],
+    )
+
+
+# --- ENI-specific filters and the IP lookup ------------------------------------------
+
+
+def has_public_ip(value: bool) -> ColumnElement[bool]:
+    public = exists().where(
+        EniAddress.eni_id == Eni.eni_id, EniAddress.kind == "public_ipv4"
+    )
+    return public if value else ~public
+
+
+def in_cidr(network: IpNetwork) -> ColumnElement[bool]:
+    inside = select(EniAddress.eni_id).where(
+        EniAddress.address.op("<<=")(cast(str(network), CIDR))
+    )
+    return Eni.eni_id.in_(inside)
+
+
+def in_group(group_id: str) -> ColumnElement[bool]:
+    return Eni.eni_id.in_(
+        select(EniSecurityGroup.eni_id).where(EniSecurityGroup.group_id == group_id)
+    )
+
+
+def _seen(alias: str) -> str:
+    """SQL for a row's last-seen time (see `_last_seen`)."""
+    return (
+        "(SELECT max(rp.last_applied_at) FROM region_polls rp"
+        f" WHERE rp.region = {alias}.region AND rp.account_id = ANY({alias}.seen_by))"
+    )
+
+
+def _row(alias: str) -> str:
+    """SQL for a row as JSON, with its last-seen time."""
+    return f"to_jsonb({alias}) || jsonb_build_object('last_seen_at', {_seen(alias)})"
+
+
+# One round trip for the whole answer: the lookup is the hottest read there is.
+IP_LOOKUP_SQL = text(
+    f"""
+WITH hits AS (
+  SELECT DISTINCT ON (a.eni_id) a.eni_id, a.address, a.kind
+  FROM eni_addresses a
+  WHERE a.address >>= CAST(:ip AS inet)
+  ORDER BY a.eni_id, masklen(a.address) DESC
+)
+SELECT
+  to_jsonb(h.address) #>> '{{}}' AS matched_address,
+  h.kind AS matched_kind,
+  {_row("e")} AS eni,
+  (SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC, x.kind,
+                             x.address), '[]')
+   FROM eni_addresses x WHERE x.eni_id = e.eni_id) AS addresses,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'group_id', l.group_id, 'group_name', g.group_name,
+            'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
+   FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
+   WHERE l.eni_id = e.eni_id) AS group_refs,
+  (SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
+            'rules',
+            (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),
+                             '[]')
+             FROM security_group_rules r WHERE r.group_id = g.group_id))
+          ORDER BY g.group_id), '[]')
+   FROM security_groups g
+   WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
+                        WHERE eni_id = e.eni_id)) AS groups,
+  (SELECT {_row("i")} FROM ec2_instances i
+   WHERE i.instance_id = e.attachment_instance_id) AS instance,
+  (SELECT {_row("s")} FROM subnets s
+   WHERE s.subnet_id = e.subnet_id) AS subnet,
+  (SELECT {_row("v")} FROM vpcs v WHERE v.vpc_id = e.vpc_id) AS vpc,
+  (SELECT account_name FROM accounts WHERE account_id = e.owner_account_id)
+    AS owner_name
+FROM hits h JOIN enis e USING (eni_id)
+ORDER BY masklen(h.address) DESC, e.eni_id
+"""
+)
+
+
+async def lookup_ip(session: AsyncSession, ip: IpAddress) -> IpLookup:
+    """Every ENI holding `ip` as an address or inside a delegated prefix."""
+    result = await session.execute(IP_LOOKUP_SQL, {"ip": str(ip)})
+
+    matches = [_match(row) for row in result.mappings()]
+    return IpLookup(address=str(ip), matches=matches)
+
+
+def _match(row: Any) -> IpMatch:
+    eni = _json(row["eni"])
+    groups = _json(row["groups"])
+    return IpMatch(
+        matched_address=row["matched_address"],
+        matched_kind=row["matched_kind"],
+        eni=EniOut.model_validate(
+            {
+                **eni,
+                "attachment": _attachment(eni),
+                "addresses": _json(row["addresses"]),
+                "security_groups": _json(row["group_refs"]),
+            }
+        ),
+        instance=_optional(InstanceOut, row["instance"]),
+        subnet=_optional(SubnetOut, row["subnet"]),
+        vpc=_optional(VpcOut, row["vpc"]),
+        security_groups=[SecurityGroupOut.model_validate(g) for g in groups],
+        owner=OwnerOut(
+            account_id=eni["owner_account_id"], account_name=row["owner_name"]
+        ),
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _optional(model: type[B], value: Any) -> B | None:
+    return None if value is None else model.model_validate(_json(value))
+
+
+B = TypeVar("B", bound=BaseModel)
