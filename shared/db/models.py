@@ -9,7 +9,9 @@ Resource rows are keyed by their AWS id. Each carries:
 
 A resource's last-seen time is not stored per row: it is the latest
 `region_polls.last_applied_at` among the accounts in `seen_by` for its region,
-so an unchanged re-poll writes no resource row at all.
+so an unchanged re-poll writes no resource row at all. Readers get it from
+the SQL function `resource_last_seen(region, seen_by)` or the views
+`<table>_with_last_seen` (migration 0002).
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ class DiscoveryTask(Base):
     children_failed: Mapped[int] = mapped_column(Integer, server_default="0")
     children_skipped: Mapped[int] = mapped_column(Integer, server_default="0")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    announced: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    """False while the row exists only because a later event came first."""
     not_before: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -1,0 +1,1 @@
+"""The reconciler: the only writer of the inventory database."""

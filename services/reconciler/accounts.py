@@ -1,0 +1,219 @@
+"""Account and token commands from the API, each in one transaction.
+
+Removing an account, or one of its regions, applies an empty snapshot of that
+account to each region concerned, so the same rules decide what goes: its ENIs
+and instances, its VPCs, subnets and groups unless something still uses them,
+and what only it reported of owners outside the inventory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.reconciler.apply import ApplyResult, apply_snapshot, lock_region
+from services.reconciler.rows import StagedRows
+from shared.events import (
+    AccountSpec,
+    CommandReply,
+    CreateAccount,
+    CreateApiToken,
+    DeleteAccount,
+    ErrorCode,
+    RemoveAccountRegion,
+    RevokeApiToken,
+    UpdateAccount,
+)
+
+_ACCOUNT_COLUMNS = (
+    "account_id",
+    "account_name",
+    "auth_method",
+    "is_active",
+    "default_role_name",
+    "role_arn",
+    "external_id",
+    "default_regions",
+)
+_SELECT = ", ".join(_ACCOUNT_COLUMNS)
+_RESOURCE_TABLES = ("vpcs", "subnets", "security_groups", "enis", "ec2_instances")
+
+
+def _spec(row: asyncpg.Record) -> AccountSpec:
+    values = dict(row)
+    values["default_regions"] = list(values["default_regions"])
+    return AccountSpec.model_validate(values)
+
+
+def _not_found(account_id: str) -> CommandReply:
+    return CommandReply(
+        ok=False,
+        error_code=ErrorCode.NOT_FOUND,
+        error=f"account {account_id} is not in the inventory",
+    )
+
+
+async def create_account(pool: asyncpg.Pool, command: CreateAccount) -> CommandReply:
+    spec = command.account
+    values = spec.model_dump(include=set(_ACCOUNT_COLUMNS), mode="json")
+    placeholders = ", ".join(f"${n}" for n in range(1, len(_ACCOUNT_COLUMNS) + 1))
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            f"INSERT INTO accounts ({_SELECT}) VALUES ({placeholders})"
+            f" ON CONFLICT (account_id) DO NOTHING RETURNING {_SELECT}",
+            *(values[column] for column in _ACCOUNT_COLUMNS),
+        )
+    if row is None:
+        return CommandReply(
+            ok=False,
+            error_code=ErrorCode.CONFLICT,
+            error=f"account {spec.account_id} already exists",
+        )
+    return CommandReply(ok=True, account=_spec(row))
+
+
+async def update_account(pool: asyncpg.Pool, command: UpdateAccount) -> CommandReply:
+    """Change the fields given; a region dropped from the account loses its data."""
+    changes = command.changes.model_dump(
+        include=command.changes.model_fields_set - {"schema_version"}, mode="json"
+    )
+    new_regions = changes.get("default_regions")
+    async with pool.acquire() as connection:
+        current = await connection.fetchval(
+            "SELECT default_regions FROM accounts WHERE account_id = $1",
+            command.account_id,
+        )
+        if current is None:
+            return _not_found(command.account_id)
+        dropped = [] if new_regions is None else sorted(set(current) - set(new_regions))
+        async with connection.transaction():
+            for region in dropped:
+                await lock_region(connection, region)
+            row = await _update_row(connection, command.account_id, changes)
+            if row is None:
+                return _not_found(command.account_id)
+            removed = await _remove_regions(connection, command.account_id, dropped)
+    return CommandReply(ok=True, account=_spec(row), removed=removed)
+
+
+async def _update_row(
+    connection: asyncpg.Connection, account_id: str, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    columns = [column for column in _ACCOUNT_COLUMNS if column in changes]
+    assignments = [f"{column} = ${n}" for n, column in enumerate(columns, start=2)]
+    assignments.append("updated_at = now()")
+    row: asyncpg.Record | None = await connection.fetchrow(
+        f"UPDATE accounts SET {', '.join(assignments)} WHERE account_id = $1"
+        f" RETURNING {_SELECT}",
+        account_id,
+        *(changes[column] for column in columns),
+    )
+    return row
+
+
+async def delete_account(pool: asyncpg.Pool, command: DeleteAccount) -> CommandReply:
+    """Remove the account, then what it owns in every region, under the rules."""
+    async with pool.acquire() as connection:
+        regions = await _regions_with_data(connection, command.account_id)
+        async with connection.transaction():
+            for region in regions:
+                await lock_region(connection, region)
+            deleted = await connection.fetchval(
+                "DELETE FROM accounts WHERE account_id = $1 RETURNING account_id",
+                command.account_id,
+            )
+            if deleted is None:
+                return _not_found(command.account_id)
+            removed = await _remove_regions(connection, command.account_id, regions)
+    return CommandReply(ok=True, removed=removed)
+
+
+async def remove_region(
+    pool: asyncpg.Pool, command: RemoveAccountRegion
+) -> CommandReply:
+    """Drop a region from the account and remove what it had there."""
+    async with pool.acquire() as connection, connection.transaction():
+        await lock_region(connection, command.region)
+        row = await connection.fetchrow(
+            "UPDATE accounts SET default_regions = array_remove(default_regions, $2),"
+            f" updated_at = now() WHERE account_id = $1 RETURNING {_SELECT}",
+            command.account_id,
+            command.region,
+        )
+        if row is None:
+            return _not_found(command.account_id)
+        removed = await _remove_regions(
+            connection, command.account_id, [command.region]
+        )
+    return CommandReply(ok=True, account=_spec(row), removed=removed)
+
+
+async def _regions_with_data(
+    connection: asyncpg.Connection, account_id: str
+) -> list[str]:
+    """Regions of the account: configured, polled, or holding rows it owns or sees."""
+    unions = " UNION ".join(
+        f"SELECT region FROM {table}"
+        " WHERE owner_account_id = $1 OR seen_by @> ARRAY[$1]::varchar[]"
+        for table in _RESOURCE_TABLES
+    )
+    rows = await connection.fetch(
+        "SELECT unnest(default_regions) AS region FROM accounts WHERE account_id = $1"
+        " UNION SELECT region FROM region_polls WHERE account_id = $1"
+        f" UNION {unions} ORDER BY region",
+        account_id,
+    )
+    return [row["region"] for row in rows]
+
+
+async def _remove_regions(
+    connection: asyncpg.Connection, account_id: str, regions: list[str]
+) -> dict[str, int]:
+    """Apply an empty snapshot of the account to each region (locks already held)."""
+    total = ApplyResult()
+    for region in regions:
+        result = await apply_snapshot(connection, account_id, region, StagedRows())
+        for kind, count in result.removed.items():
+            total.removed[kind] += count
+        await connection.execute(
+            "DELETE FROM region_polls WHERE account_id = $1 AND region = $2",
+            account_id,
+            region,
+        )
+    return {kind: count for kind, count in total.removed.items() if count}
+
+
+async def create_token(pool: asyncpg.Pool, command: CreateApiToken) -> CommandReply:
+    async with pool.acquire() as connection:
+        created = await connection.fetchval(
+            "INSERT INTO api_tokens (id, name, role, token_sha256, created_by)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+            command.token_id,
+            command.name,
+            command.role.value,
+            command.token_sha256,
+            command.requested_by,
+        )
+    if created is None:
+        return CommandReply(
+            ok=False, error_code=ErrorCode.CONFLICT, error="the token already exists"
+        )
+    return CommandReply(ok=True)
+
+
+async def revoke_token(pool: asyncpg.Pool, command: RevokeApiToken) -> CommandReply:
+    """Revoke a token; revoking it again keeps the first revocation time."""
+    async with pool.acquire() as connection:
+        revoked = await connection.fetchval(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())"
+            " WHERE id = $1 RETURNING id",
+            command.token_id,
+        )
+    if revoked is None:
+        return CommandReply(
+            ok=False,
+            error_code=ErrorCode.NOT_FOUND,
+            error=f"token {command.token_id} does not exist",
+        )
+    return CommandReply(ok=True)

@@ -1,0 +1,301 @@
+"""Message handlers: decode, bind log context, call the service, decide the fate.
+
+A discovery message is acknowledged only after its transaction committed and
+its `tasks.finished` events were published. A payload that does not parse is
+terminated (never redelivered) with the reason logged; a transient fault
+(database or NATS unreachable, deadlock) is redelivered with a growing delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from pydantic import BaseModel, ValidationError
+
+from services.reconciler import accounts, discovery
+from services.reconciler.discovery import Outcome
+from shared import snapshots
+from shared.bus import BusNames
+from shared.events import (
+    CommandReply,
+    CreateAccount,
+    CreateApiToken,
+    DeleteAccount,
+    DiscoveryFailed,
+    ErrorCode,
+    FailureKind,
+    RegionSnapshot,
+    RemoveAccountRegion,
+    ResourcesDiscovered,
+    RevokeApiToken,
+    TaskCreated,
+    TaskFinished,
+    TaskStarted,
+    UpdateAccount,
+)
+
+log = structlog.get_logger(__name__)
+
+TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    NatsError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+"""Faults worth a redelivery: the same message will likely succeed later."""
+
+HEARTBEAT_SECONDS = 20.0
+MAX_REDELIVERY_DELAY = 60.0
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Deps:
+    """What the handlers need, made once by the bootstrap."""
+
+    pool: asyncpg.Pool
+    nc: NatsClient
+    js: JetStreamContext
+    names: BusNames
+
+
+async def publish_finished(deps: Deps, finished: list[TaskFinished]) -> None:
+    """Publish final task statuses; the message id makes a republish harmless."""
+    for event in finished:
+        await deps.js.publish(
+            deps.names.tasks_finished,
+            event.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": f"{event.task_id}.finished"},
+        )
+        log.info(
+            "task_finished",
+            task_id=str(event.task_id),
+            status=event.status.value,
+            parent_task_id=str(event.parent_task_id) if event.parent_task_id else None,
+        )
+
+
+async def _heartbeat(msg: Msg) -> None:
+    """Tell JetStream a long apply is still working, so it is not redelivered."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        with contextlib.suppress(NatsError):
+            await msg.in_progress()
+
+
+async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
+    """Handle one message of the discovery stream and decide its fate."""
+    names = deps.names
+    routes: dict[str, Callable[[Deps, bytes], Awaitable[Outcome]]] = {
+        names.resources_discovered: _on_discovered,
+        names.discovery_failed: _on_failed,
+        names.tasks_created: _on_created,
+        names.tasks_started: _on_started,
+    }
+    route = routes.get(msg.subject)
+    delivered = msg.metadata.num_delivered or 1
+    structlog.contextvars.bind_contextvars(
+        subject=msg.subject, stream_seq=msg.metadata.sequence.stream
+    )
+    if route is None:
+        log.error("message_terminated", reason="unknown subject")
+        await msg.term()
+        return
+    beat = asyncio.create_task(_heartbeat(msg))
+    try:
+        outcome = await route(deps, msg.data)
+    except ValidationError as error:
+        log.error("message_terminated", reason="invalid payload", error=str(error))
+        await msg.term()
+        return
+    except TRANSIENT as error:
+        delay = min(MAX_REDELIVERY_DELAY, 2.0**delivered)
+        log.warning("message_redelivered", reason=repr(error), delay=delay)
+        await msg.nak(delay=delay)
+        return
+    except asyncpg.PostgresError:
+        # The same data would fail again: record it where operators look.
+        log.error("message_rejected_by_database", exc_info=True)
+        if msg.subject != names.resources_discovered:
+            await msg.term()
+            return
+        outcome = await _reject(deps, msg)
+    finally:
+        beat.cancel()
+    await publish_finished(deps, outcome.finished)
+    await msg.ack()
+
+
+async def _reject(deps: Deps, msg: Msg) -> Outcome:
+    """A snapshot the database refuses fails its region, recorded on its task."""
+    event = ResourcesDiscovered.model_validate_json(msg.data)
+    failure = DiscoveryFailed(
+        task_id=event.task_id,
+        account_id=event.account_id,
+        region=event.region,
+        kind=FailureKind.OTHER,
+        reason="the database refused the snapshot (see the reconciler's log)",
+        discovery_started_at=event.discovery_started_at,
+        failed_at=event.discovery_finished_at,
+    )
+    return await discovery.record_failure(deps.pool, failure)
+
+
+def _bind(task_id: object, account_id: str, region: str | None = None) -> None:
+    structlog.contextvars.bind_contextvars(
+        task_id=str(task_id), account_id=account_id, region=region
+    )
+
+
+async def _on_discovered(deps: Deps, data: bytes) -> Outcome:
+    event = ResourcesDiscovered.model_validate_json(data)
+    _bind(event.task_id, event.account_id, event.region)
+    snapshot, load_error = await _load_snapshot(deps, event)
+
+    outcome = await discovery.apply_discovered(deps.pool, event, snapshot, load_error)
+
+    if event.snapshot_ref is not None and outcome.status != "failed":
+        await snapshots.discard(deps.js, event.snapshot_ref)
+    _log_outcome("snapshot_applied", event, snapshot, outcome)
+    return outcome
+
+
+def _log_outcome(
+    name: str,
+    event: ResourcesDiscovered,
+    snapshot: RegionSnapshot | None,
+    outcome: Outcome,
+) -> None:
+    fields = outcome.summary()
+    if snapshot is not None:
+        fields["enis"] = len(snapshot.enis)
+        fields["instances"] = len(snapshot.instances)
+    if outcome.status == "applied":
+        log.info(name, **fields)
+    else:
+        log.warning("snapshot_not_applied", **fields)
+
+
+async def _load_snapshot(
+    deps: Deps, event: ResourcesDiscovered
+) -> tuple[RegionSnapshot | None, str | None]:
+    if event.snapshot is not None:
+        return event.snapshot, None
+    assert event.snapshot_ref is not None
+    try:
+        return await snapshots.load(deps.js, event.snapshot_ref), None
+    except (snapshots.SnapshotMissing, snapshots.SnapshotCorrupted) as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
+async def _on_failed(deps: Deps, data: bytes) -> Outcome:
+    event = DiscoveryFailed.model_validate_json(data)
+    _bind(event.task_id, event.account_id, event.region)
+
+    outcome = await discovery.record_failure(deps.pool, event)
+
+    log.warning(
+        "discovery_failed_recorded",
+        kind=event.kind.value,
+        reason=event.reason,
+        regions=event.regions or None,
+    )
+    return outcome
+
+
+async def _on_created(deps: Deps, data: bytes) -> Outcome:
+    event = TaskCreated.model_validate_json(data)
+    structlog.contextvars.bind_contextvars(
+        task_id=str(event.task_id), account_id=event.account_id
+    )
+
+    outcome = await discovery.record_created(deps.pool, event)
+
+    log.debug("task_created_recorded", kind=event.kind.value, status=event.status)
+    return outcome
+
+
+async def _on_started(deps: Deps, data: bytes) -> Outcome:
+    event = TaskStarted.model_validate_json(data)
+    _bind(event.task_id, event.account_id)
+
+    outcome = await discovery.record_started(deps.pool, event)
+
+    log.debug("task_started_recorded", attempt=event.attempt)
+    return outcome
+
+
+def command_handler(
+    deps: Deps,
+    model: type[M],
+    action: Callable[[asyncpg.Pool, M], Awaitable[CommandReply]],
+) -> Callable[[Msg], Awaitable[None]]:
+    """A request-reply handler answering once the command's effect is committed."""
+
+    async def handle(msg: Msg) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(subject=msg.subject)
+        reply = await _run_command(deps, model, action, msg.data)
+        fields: dict[str, Any] = {"ok": reply.ok}
+        if not reply.ok:
+            fields.update(error_code=reply.error_code, error=reply.error)
+        log.info("command_answered", **fields)
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    return handle
+
+
+async def _run_command(
+    deps: Deps,
+    model: type[M],
+    action: Callable[[asyncpg.Pool, M], Awaitable[CommandReply]],
+    data: bytes,
+) -> CommandReply:
+    try:
+        command = model.model_validate_json(data)
+    except ValidationError as error:
+        return CommandReply(ok=False, error_code=ErrorCode.INVALID, error=str(error))
+    try:
+        return await action(deps.pool, command)
+    except TRANSIENT as error:
+        log.warning("command_unavailable", error=repr(error))
+        return CommandReply(
+            ok=False, error_code=ErrorCode.UNAVAILABLE, error="try again later"
+        )
+    except asyncpg.PostgresError as error:
+        log.error("command_failed", exc_info=True)
+        return CommandReply(
+            ok=False, error_code=ErrorCode.INVALID, error=type(error).__name__
+        )
+
+
+def command_routes(
+    names: BusNames,
+) -> list[tuple[str, type[BaseModel], Callable[..., Awaitable[CommandReply]]]]:
+    """Each command subject, its contract and the function that carries it out."""
+    return [
+        (names.accounts_create, CreateAccount, accounts.create_account),
+        (names.accounts_update, UpdateAccount, accounts.update_account),
+        (names.accounts_delete, DeleteAccount, accounts.delete_account),
+        (names.accounts_remove_region, RemoveAccountRegion, accounts.remove_region),
+        (names.tokens_create, CreateApiToken, accounts.create_token),
+        (names.tokens_revoke, RevokeApiToken, accounts.revoke_token),
+    ]
