@@ -172,7 +172,9 @@ async def ensure_streams(js: JetStreamContext, names: BusNames) -> None:
             await js.update_stream(config)
 
 
-def poller_consumer_config(names: BusNames, max_concurrent: int) -> ConsumerConfig:
+def poller_consumer_config(
+    names: BusNames, max_concurrent: int, ack_wait: timedelta = POLL_ACK_WAIT
+) -> ConsumerConfig:
     """The durable consumer every poller replica pulls `account.poll` from.
 
     `max_ack_pending` is the global cap on account polls running at once,
@@ -184,16 +186,19 @@ def poller_consumer_config(names: BusNames, max_concurrent: int) -> ConsumerConf
         filter_subject=names.account_poll,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=POLL_ACK_WAIT.total_seconds(),
+        ack_wait=ack_wait.total_seconds(),
         max_ack_pending=max_concurrent,
     )
 
 
 async def ensure_poller_consumer(
-    js: JetStreamContext, names: BusNames, max_concurrent: int
+    js: JetStreamContext,
+    names: BusNames,
+    max_concurrent: int,
+    ack_wait: timedelta = POLL_ACK_WAIT,
 ) -> None:
     """Create the poller consumer, or set its cap to `max_concurrent`."""
     await ensure_streams(js, names)
     await js.add_consumer(
-        names.polls_stream, poller_consumer_config(names, max_concurrent)
+        names.polls_stream, poller_consumer_config(names, max_concurrent, ack_wait)
     )

@@ -83,6 +83,11 @@ class PollerSettings(PollingSettings):
     poller_calls_per_second: float = Field(default=5.0, gt=0, le=100)
     poller_max_attempts: int = Field(default=8, ge=1, le=20)
     poller_region_timeout_seconds: float = Field(default=900, gt=0)
+    poller_ack_wait_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="How long a poll may go silent before JetStream redelivers it.",
+    )
 
 
 class ReconcilerSettings(BaseServiceSettings):

@@ -1,0 +1,1 @@
+"""The poller: discovers an account's network resources through its IAM role."""

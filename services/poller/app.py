@@ -1,0 +1,141 @@
+"""Wiring: settings, NATS, the shared consumer, AWS access and the poll service."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import boto3
+import nats
+import structlog
+from nats.aio.client import Client as NatsClient
+
+from services.poller.aws import AwsAccess, ClientHook
+from services.poller.consumer import PollConsumer
+from services.poller.outbox import JetStreamOutbox
+from services.poller.service import Poller, PollLimits
+from shared.bus import BusNames, ensure_poller_consumer
+from shared.settings import PollerSettings
+
+log = structlog.get_logger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 60.0
+
+
+def build_aws(
+    settings: PollerSettings, client_hook: ClientHook | None = None
+) -> AwsAccess:
+    return AwsAccess(
+        endpoint_url=settings.aws_endpoint_url,
+        max_attempts=settings.poller_max_attempts,
+        client_hook=client_hook,
+    )
+
+
+def limits(settings: PollerSettings) -> PollLimits:
+    return PollLimits(
+        region_concurrency=settings.poller_region_concurrency,
+        calls_per_second=settings.poller_calls_per_second,
+        region_timeout_seconds=settings.poller_region_timeout_seconds,
+    )
+
+
+async def connect(url: str, within: float = CONNECT_TIMEOUT_SECONDS) -> NatsClient:
+    """Connect to NATS, retrying while it is not there yet; then reconnect forever."""
+    deadline = time.monotonic() + within
+    delay = 0.5
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name="poller",
+                connect_timeout=5,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+            )
+        except Exception as error:
+            if time.monotonic() > deadline:
+                raise
+            log.warning(
+                "nats_unavailable", url=_redacted(url), error=str(error), retry_in=delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def run(settings: PollerSettings, stop: asyncio.Event | None = None) -> None:
+    """Serve polls until `stop` is set (or SIGTERM / SIGINT arrives)."""
+    stop = stop or _stop_on_signals()
+    names = BusNames(settings.nats_namespace)
+    client = await connect(settings.nats_url)
+    js = client.jetstream()
+    await ensure_poller_consumer(
+        js,
+        names,
+        settings.scheduled_polling_max_concurrent,
+        timedelta(seconds=settings.poller_ack_wait_seconds),
+    )
+    slots = settings.scheduled_polling_max_concurrent
+    threads = slots * (settings.poller_region_concurrency + 1)
+    with ThreadPoolExecutor(threads, thread_name_prefix="aws") as executor:
+        poller = Poller(
+            build_aws(settings), JetStreamOutbox(js, names), limits(settings), executor
+        )
+        consumer = PollConsumer(
+            js,
+            names,
+            poller,
+            slots=slots,
+            ack_wait_seconds=settings.poller_ack_wait_seconds,
+        )
+        _log_start(settings)
+        try:
+            await consumer.run(stop)
+        finally:
+            await client.drain()
+            log.info("poller_stopped")
+
+
+def _log_start(settings: PollerSettings) -> None:
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        log.warning(
+            "no_base_credentials",
+            reason="no AWS credentials found; every poll will fail to assume its role",
+        )
+    log.info(
+        "poller_started",
+        nats_url=_redacted(settings.nats_url),
+        namespace=settings.nats_namespace,
+        max_concurrent=settings.scheduled_polling_max_concurrent,
+        region_concurrency=settings.poller_region_concurrency,
+        calls_per_second=settings.poller_calls_per_second,
+        max_attempts=settings.poller_max_attempts,
+        region_timeout_seconds=settings.poller_region_timeout_seconds,
+        ack_wait_seconds=settings.poller_ack_wait_seconds,
+        aws_endpoint_url=settings.aws_endpoint_url,
+        base_credentials=getattr(credentials, "method", None),
+    )
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _redacted(url: str) -> str:
+    """The URL(s) without user names or passwords."""
+    servers = []
+    for server in url.split(","):
+        parts = urlsplit(server.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        servers.append(f"{parts.scheme}://{host}{port}")
+    return ",".join(servers)
