@@ -102,6 +102,12 @@ class ApiSettings(BaseServiceSettings):
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8000, ge=1, le=65_535)
     api_admin_token: SecretStr | None = None
+    api_command_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="How long a write waits for the reconciler or scheduler.",
+    )
 
 
 S = TypeVar("S", bound=BaseServiceSettings)

@@ -1,0 +1,132 @@
+"""What route handlers depend on: the runtime, a read session, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.api.auth import Principal, authenticate
+from services.api.commands import CommandSender
+from services.api.errors import ApiError, ErrorCode, FieldProblem
+from shared.bus import BusNames
+
+PAGE_COOKIE = "inventory_token"
+
+
+@dataclass
+class Runtime:
+    """Everything a request may use, made once at start (see `app.py`)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    nats: NatsClient
+    js: JetStreamContext
+    names: BusNames
+    commands: CommandSender
+    admin_token_sha256: str | None
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """A read-only, repeatable-read session: one request sees one snapshot."""
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from API_ADMIN_TOKEN or from `POST /api/v1/tokens`.",
+)
+
+
+async def _principal_for(
+    token: str | None, session: AsyncSession, runtime: Runtime
+) -> Principal:
+    if not token:
+        raise ApiError(
+            401, ErrorCode.UNAUTHORIZED, "missing token: send Authorization: Bearer"
+        )
+    principal = await authenticate(session, token, runtime.admin_token_sha256)
+    if principal is None:
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, "unknown or revoked token")
+    return principal
+
+
+async def get_principal(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return await _principal_for(
+        credentials.credentials if credentials else None, session, runtime
+    )
+
+
+async def require_admin(
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Principal:
+    if not principal.can_write:
+        raise ApiError(403, ErrorCode.FORBIDDEN, "this needs an admin token")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(get_principal)]
+Admin = Annotated[Principal, Depends(require_admin)]
+
+
+async def page_principal(
+    request: Request, runtime: RuntimeDep, session: SessionDep
+) -> Principal:
+    """The caller of a page: a bearer token, or the cookie set by the login form."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        token = request.cookies.get(PAGE_COOKIE, "")
+    return await _principal_for(token.strip() or None, session, runtime)
+
+
+_allowed_query: dict[int, frozenset[str]] = {}
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Refuse query parameters a route does not know, so typos do not widen a list."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _allowed_query.get(id(route))
+    if allowed is None:
+        allowed = frozenset(_query_names(route.dependant))
+        _allowed_query[id(route)] = allowed
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(
+            422,
+            ErrorCode.INVALID,
+            f"unknown query parameter {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(allowed)) or 'none'}",
+            [FieldProblem(field=name, reason="unknown parameter") for name in unknown],
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.events import CreateAccount, DeleteAccount, ErrorCode, UpdateAccount
+from tests.api import seed
+from tests.api.conftest import ADMIN, READER
+from tests.api.responder import ContractResponder
+
+NEW = {
+    "account_id": "444444444444",
+    "account_name": "delta",
+    "default_regions": ["eu-west-1", "us-east-1"],
+    "external_id": "delta-ext",
+}
+
+
+@pytest.mark.usefixtures("inventory")
+async def test_accounts_are_listed_with_their_roles_when_read(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/accounts", headers=READER)
+    one = await client.get(f"/api/v1/accounts/{seed.B}", headers=READER)
+
+    assert [a["account_id"] for a in response.json()["items"]] == [seed.A, seed.B]
+    assert one.json()["role_arn"] == f"arn:aws:iam::{seed.B}:role/InventoryRole"
+    assert one.json()["external_id"] == "beta-external"
+    assert one.json()["default_regions"] == ["eu-west-1", "us-east-1"]
+
+
+async def test_account_is_created_when_the_reconciler_has_stored_it(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    response = await client.post("/api/v1/accounts", json=NEW, headers=ADMIN)
+    listed = await client.get("/api/v1/accounts/444444444444", headers=READER)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["account_name"] == "delta"
+    assert response.json()["default_role_name"] == "PaloInventoryInspectionRole"
+    assert listed.status_code == 200
+    (command,) = responder.of(responder.names.accounts_create)
+    assert isinstance(command, CreateAccount)
+    assert command.account.account_id == "444444444444"
+    assert command.requested_by == "admin (API_ADMIN_TOKEN)"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"account_id": "12345"}, "account_id", "pattern"),
+        ({"account_id": "12345678901a"}, "account_id", "pattern"),
+        ({"auth_method": "password"}, "auth_method", "instance_role"),
+        (
+            {"default_regions": ["eu-west-1", "mars-north-1"]},
+            "default_regions.1",
+            "unknown AWS region",
+        ),
+        ({"default_regions": ["EU_WEST"]}, "default_regions.0", "unknown AWS region"),
+        ({"role_arn": "arn:aws:iam::12:role/x"}, "role_arn", "pattern"),
+        ({"default_role_name": "bad role!"}, "default_role_name", "pattern"),
+        ({"account_name": ""}, "account_name", "at least 1"),
+        ({"surprise": 1}, "surprise", "Extra inputs"),
+    ],
+)
+async def test_account_is_refused_with_the_field_when_invalid(
+    client: httpx.AsyncClient,
+    responder: ContractResponder,
+    change: dict[str, object],
+    field: str,
+    words: str,
+) -> None:
+    response = await client.post(
+        "/api/v1/accounts", json={**NEW, **change}, headers=ADMIN
+    )
+
+    body = response.json()
+    assert response.status_code == 422, body
+    assert body["fields"][0]["field"] == field
+    assert words in body["fields"][0]["reason"]
+    assert responder.requests == []
+
+
+async def test_instance_role_account_is_refused_when_it_has_no_role(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {**NEW, "default_role_name": None}
+
+    response = await client.post("/api/v1/accounts", json=body, headers=ADMIN)
+
+    assert response.status_code == 422
+    assert "default_role_name or role_arn" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (ErrorCode.CONFLICT, 409),
+        (ErrorCode.INVALID, 422),
+        (ErrorCode.NOT_FOUND, 404),
+        (ErrorCode.UNAVAILABLE, 503),
+    ],
+)
+async def test_refusals_map_to_http_when_the_reconciler_refuses(
+    client: httpx.AsyncClient,
+    responder: ContractResponder,
+    code: ErrorCode,
+    status: int,
+) -> None:
+    responder.refuse_next = (code, "the reconciler says no")
+
+    response = await client.post("/api/v1/accounts", json=NEW, headers=ADMIN)
+
+    assert response.status_code == status
+    assert response.json()["message"] == "the reconciler says no"
+
+
+async def test_write_is_unavailable_when_nobody_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/api/v1/accounts", json=NEW, headers=ADMIN)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+
+
+@pytest.mark.usefixtures("inventory")
+async def test_account_is_changed_when_fields_are_sent(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    response = await client.patch(
+        f"/api/v1/accounts/{seed.A}",
+        json={"is_active": False, "external_id": None},
+        headers=ADMIN,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["is_active"] is False
+    (command,) = responder.of(responder.names.accounts_update)
+    assert isinstance(command, UpdateAccount)
+    assert command.changes.model_fields_set == {"is_active", "external_id"}
+
+
+async def test_update_is_not_found_when_the_account_is_unknown(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    response = await client.patch(
+        "/api/v1/accounts/999999999999", json={"is_active": False}, headers=ADMIN
+    )
+
+    assert response.status_code == 404
+
+
+@pytest.mark.usefixtures("inventory")
+async def test_delete_says_what_was_removed_when_done(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    response = await client.delete(f"/api/v1/accounts/{seed.A}", headers=ADMIN)
+    after = await client.get(f"/api/v1/accounts/{seed.A}", headers=READER)
+
+    assert response.status_code == 200
+    assert response.json() == {"account_id": seed.A, "removed": {"enis": 2, "vpcs": 1}}
+    assert isinstance(responder.of(responder.names.accounts_delete)[0], DeleteAccount)
+    assert after.status_code == 404
+
+
+@pytest.mark.usefixtures("inventory")
+async def test_region_is_removed_when_known_and_refused_when_unknown(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    known = await client.delete(
+        f"/api/v1/accounts/{seed.B}/regions/us-east-1", headers=ADMIN
+    )
+    unknown = await client.delete(
+        f"/api/v1/accounts/{seed.B}/regions/mars-north-1", headers=ADMIN
+    )
+
+    assert known.status_code == 200
+    assert known.json()["removed"] == {"enis": 1}
+    assert unknown.status_code == 422
+    assert len(responder.of(responder.names.accounts_remove_region)) == 1
+
+
+async def test_malformed_account_id_is_refused_when_read(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/accounts/abc", headers=READER)
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == "account_id"
