@@ -95,6 +95,7 @@ def test_service_runs_its_own_entry_point_when_started(
     command = services[name]["command"]
 
     assert command == ["python", "-m", f"services.{name}"]
+    assert importlib.util.find_spec(f"services.{name}.__main__") is not None
 
 
 def test_migration_runs_alembic_to_head_before_the_services(
@@ -322,3 +323,14 @@ def test_dockerfile_copies_only_paths_that_exist() -> None:
     assert sources
     for source in sources:
         assert (ROOT / source).exists(), source
+
+
+def test_api_health_check_asks_a_path_the_api_serves(services: dict[str, Any]) -> None:
+    from services.api.app import create_app
+
+    url = services["api"]["healthcheck"]["test"][-1]
+    path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    paths = create_app(ApiSettings()).openapi()["paths"]
+
+    assert path in paths
+    assert "security" not in paths[path]["get"]
