@@ -20,6 +20,7 @@ import os
 import secrets
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -220,7 +221,9 @@ def main() -> None:
         help="stop once the first cycle is done (a smoke test of the stack)",
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, raise_stopped)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, raise_stopped)
     try:
         code = run(args)
     except (Stopped, KeyboardInterrupt):

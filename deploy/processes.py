@@ -46,13 +46,15 @@ class ServiceGroup:
         log = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = (self.log_dir / f"{name}.log").open("ab")
+            log = (self.log_dir / f"{name}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", f"services.{module or name}"],
             env={**os.environ, **self.env, **(extra_env or {})},
             cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT if log else None,
+            # Ctrl-C reaches only the parent, which stops the services in order.
+            start_new_session=True,
         )
         self.running[name] = ServiceProcess(name, process, log)
 

@@ -55,7 +55,8 @@ def main() -> None:
         log.info("database_migrated")
 
     services = ServiceGroup(env={})
-    signal.signal(signal.SIGTERM, raise_stopped)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, raise_stopped)
     code = 0
     try:
         for name in args.services or SERVICES:
