@@ -15,12 +15,12 @@ import nats
 
 from shared.settings import BaseServiceSettings
 
-TIMEOUT_SECONDS = 5.0
+TIMEOUT_SECONDS = 5
 
 
 async def check_nats(url: str) -> None:
     client = await nats.connect(
-        url, connect_timeout=TIMEOUT_SECONDS, max_reconnect_attempts=0
+        url, connect_timeout=TIMEOUT_SECONDS, allow_reconnect=False
     )
     await client.flush(timeout=TIMEOUT_SECONDS)
     await client.close()
@@ -41,20 +41,27 @@ def check_http(url: str) -> None:
             raise RuntimeError(f"{url} answered {response.status}")
 
 
-async def run(checks: list[str]) -> list[str]:
+async def one_check(check: str, settings: BaseServiceSettings) -> None:
+    if check == "nats":
+        await check_nats(settings.nats_url)
+    elif check == "postgres":
+        await check_postgres(settings.database_url)
+    elif check.startswith(("http://", "https://")):
+        await asyncio.to_thread(check_http, check)
+    else:
+        raise ValueError("unknown check (nats, postgres or a URL)")
+
+
+async def run(
+    checks: list[str], seconds_each: float = TIMEOUT_SECONDS * 2
+) -> list[str]:
     """Run each check; returns one line per failure."""
     settings = BaseServiceSettings()
     failures = []
     for check in checks:
         try:
-            if check == "nats":
-                await check_nats(settings.nats_url)
-            elif check == "postgres":
-                await check_postgres(settings.database_url)
-            elif check.startswith(("http://", "https://")):
-                await asyncio.to_thread(check_http, check)
-            else:
-                raise ValueError("unknown check (nats, postgres or a URL)")
+            async with asyncio.timeout(seconds_each):
+                await one_check(check, settings)
         except Exception as error:
             failures.append(f"{check}: {type(error).__name__}: {error}")
     return failures
