@@ -94,6 +94,12 @@ class ReconcilerSettings(BaseServiceSettings):
     """Settings of the reconciler service."""
 
     task_timeout_seconds: float = Field(default=3600, gt=0)
+    reconciler_ack_wait_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="An unacknowledged discovery message is redelivered after this.",
+    )
+    reconciler_workers: int = Field(default=4, ge=1, le=64)
 
 
 class ApiSettings(BaseServiceSettings):

@@ -36,6 +36,8 @@ _ACCOUNT_COLUMNS = (
     "external_id",
     "default_regions",
 )
+_CLEARABLE_COLUMNS = frozenset({"default_role_name", "role_arn", "external_id"})
+"""Nullable columns: null in an update clears them; elsewhere null changes nothing."""
 _SELECT = ", ".join(_ACCOUNT_COLUMNS)
 _RESOURCE_TABLES = ("vpcs", "subnets", "security_groups", "enis", "ec2_instances")
 
@@ -74,10 +76,19 @@ async def create_account(pool: asyncpg.Pool, command: CreateAccount) -> CommandR
 
 
 async def update_account(pool: asyncpg.Pool, command: UpdateAccount) -> CommandReply:
-    """Change the fields given; a region dropped from the account loses its data."""
-    changes = command.changes.model_dump(
-        include=command.changes.model_fields_set - {"schema_version"}, mode="json"
-    )
+    """Change the fields given; a region dropped from the account loses its data.
+
+    Send the changes with `model_dump_json(exclude_unset=True)`: a field absent
+    stays as it is, a role name, role ARN or external id given as null is cleared.
+    """
+    changes = {
+        column: value
+        for column, value in command.changes.model_dump(
+            include=command.changes.model_fields_set, mode="json"
+        ).items()
+        if column in _ACCOUNT_COLUMNS
+        and (value is not None or column in _CLEARABLE_COLUMNS)
+    }
     new_regions = changes.get("default_regions")
     async with pool.acquire() as connection:
         current = await connection.fetchval(

@@ -40,7 +40,8 @@ class Table:
     parent: tuple[str, str] | None = None
     """For child rows (rules, addresses, links): (parent key column, parent table)."""
     staged_as_text: dict[str, str] = field(default_factory=dict)
-    """Columns staged as text (asyncpg has no binary COPY for them), by real type."""
+    """Columns staged as text, by real type: PostgreSQL casts them in C, where
+    asyncpg would parse every address in Python (and has no binary macaddr)."""
 
     @property
     def stage(self) -> str:
@@ -50,14 +51,20 @@ class Table:
     def content(self) -> tuple[str, ...]:
         return tuple(column for column in self.columns if column not in self.key)
 
-    def staged(self, column: str, alias: str = "s") -> str:
+    def staged(self, column: str, alias: str | None = "s") -> str:
         """A staged column as the inventory's type."""
+        name = f"{alias}.{column}" if alias else column
         real = self.staged_as_text.get(column)
-        return f"{alias}.{column}::{real}" if real else f"{alias}.{column}"
+        return f"{name}::{real}" if real else name
 
     def staging_select(self) -> str:
+        def staged_type(column: str) -> str:
+            return "text[]" if self.staged_as_text[column].endswith("[]") else "text"
+
         return ", ".join(
-            f"{column}::text AS {column}" if column in self.staged_as_text else column
+            f"{column}::{staged_type(column)} AS {column}"
+            if column in self.staged_as_text
+            else column
             for column in self.columns
         )
 
@@ -77,6 +84,11 @@ VPCS = Table(
         "instance_tenancy",
         "tags",
     ),
+    staged_as_text={
+        "cidr_block": "cidr",
+        "cidr_blocks": "cidr[]",
+        "ipv6_cidr_blocks": "cidr[]",
+    },
 )
 SUBNETS = Table(
     "subnets",
@@ -96,6 +108,7 @@ SUBNETS = Table(
         "subnet_arn",
         "tags",
     ),
+    staged_as_text={"cidr_block": "cidr", "ipv6_cidr_blocks": "cidr[]"},
 )
 SECURITY_GROUPS = Table(
     "security_groups",
@@ -125,6 +138,7 @@ SECURITY_GROUP_RULES = Table(
     ),
     resource=False,
     parent=("group_id", "security_groups"),
+    staged_as_text={"cidr_ipv4": "cidr", "cidr_ipv6": "cidr"},
 )
 ENIS = Table(
     "enis",
@@ -154,7 +168,7 @@ ENIS = Table(
         "attachment_delete_on_termination",
         "tags",
     ),
-    staged_as_text={"mac_address": "macaddr"},
+    staged_as_text={"mac_address": "macaddr", "private_ip": "inet"},
 )
 ENI_ADDRESSES = Table(
     "eni_addresses",
@@ -173,6 +187,7 @@ ENI_ADDRESSES = Table(
     ),
     resource=False,
     parent=("eni_id", "enis"),
+    staged_as_text={"address": "inet", "private_address": "inet"},
 )
 ENI_SECURITY_GROUPS = Table(
     "eni_security_groups",
@@ -205,6 +220,7 @@ EC2_INSTANCES = Table(
         "eni_ids",
         "tags",
     ),
+    staged_as_text={"private_ip": "inet", "public_ip": "inet"},
 )
 
 TABLES = (
@@ -226,8 +242,6 @@ COUNTED = (
     "eni_addresses",
     "ec2_instances",
 )
-ANALYZE_FROM_ROWS = 500
-"""Staging tables this large are analyzed so the planner picks hash joins."""
 
 
 @dataclass
@@ -284,18 +298,24 @@ async def _stage(connection: asyncpg.Connection, staged: StagedRows) -> None:
             f"CREATE TEMP TABLE IF NOT EXISTS {table.stage} ON COMMIT DELETE ROWS"
             f" AS SELECT {table.staging_select()} FROM {table.name} WITH NO DATA"
         )
+        # Keyed, so a plan made from stale statistics (a table just filled)
+        # still finds staged rows by index rather than by scanning them.
+        keys = ", ".join(f"({table.staged(key, alias=None)})" for key in table.key)
+        await connection.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {table.stage}_key"
+            f" ON {table.stage} ({keys})"
+        )
         await connection.execute(f"TRUNCATE {table.stage}")
         rows = staged.table(table.name)
         if rows:
             await connection.copy_records_to_table(
                 table.stage, records=rows, columns=list(table.columns)
             )
-        if len(rows) >= ANALYZE_FROM_ROWS:
-            await connection.execute(f"ANALYZE {table.stage}")
 
 
-def _match(table: Table, left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{key} = {right}.{key}" for key in table.key)
+def _match(table: Table) -> str:
+    """Inventory row `t` and staged row `s` have the same key."""
+    return " AND ".join(f"t.{key} = {table.staged(key)}" for key in table.key)
 
 
 def _differs(table: Table) -> str:
@@ -329,7 +349,7 @@ async def _remove_replaced_children(
     status = await connection.execute(
         f"DELETE FROM {table.name} t USING stage_{parent_table} p"
         f" WHERE t.{parent_key} = p.{parent_key} AND NOT EXISTS"
-        f" (SELECT 1 FROM {table.stage} s WHERE {_match(table, 's', 't')})"
+        f" (SELECT 1 FROM {table.stage} s WHERE {_match(table)})"
     )
     if table.name in result.removed:
         result.removed[table.name] += _rowcount(status)
@@ -347,7 +367,7 @@ async def _update_changed(
     if not table.resource:
         status = await connection.execute(
             f"UPDATE {table.name} t SET {', '.join(assignments)} FROM {table.stage} s"
-            f" WHERE {_match(table, 't', 's')} AND {differs}"
+            f" WHERE {_match(table)} AND {differs}"
         )
         result.updated[table.name] += _rowcount(status)
         return
@@ -361,7 +381,7 @@ async def _update_changed(
     ]
     changed = await connection.fetchval(
         f"WITH changed AS (UPDATE {table.name} t SET {', '.join(assignments)}"
-        f" FROM {table.stage} s WHERE {_match(table, 't', 's')}"
+        f" FROM {table.stage} s WHERE {_match(table)}"
         f" AND ({differs} OR NOT $2 = ANY(t.seen_by))"
         " RETURNING t.updated_at = now() AS content_changed)"
         " SELECT count(*) FILTER (WHERE content_changed) FROM changed",
@@ -388,7 +408,7 @@ async def _insert_new(
     status = await connection.execute(
         f"INSERT INTO {table.name} ({', '.join(columns)})"
         f" SELECT {', '.join(values)} FROM {table.stage} s WHERE NOT EXISTS"
-        f" (SELECT 1 FROM {table.name} t WHERE {_match(table, 't', 's')})",
+        f" (SELECT 1 FROM {table.name} t WHERE {_match(table)})",
         *arguments,
     )
     if table.name in result.added:
@@ -408,7 +428,7 @@ def _gone(table: Table) -> str:
     """Rows of the region the account decides and its snapshot lacks."""
     return (
         f"t.region = $1 AND {_DECIDES} AND NOT EXISTS"
-        f" (SELECT 1 FROM {table.stage} s WHERE {_match(table, 's', 't')})"
+        f" (SELECT 1 FROM {table.stage} s WHERE {_match(table)})"
     )
 
 
@@ -438,11 +458,17 @@ async def _remove_gone(
     async def delete(sql: str) -> int:
         return _rowcount(await connection.execute(sql, *arguments))
 
-    enis = f"SELECT t.eni_id FROM enis t WHERE {_gone(ENIS)}"
-    removed["eni_addresses"] += await delete(
-        f"DELETE FROM eni_addresses WHERE eni_id IN ({enis})"
+    # One scan finds the gone ENIs; their addresses are counted, then all go.
+    gone_enis = await connection.fetchval(
+        f"SELECT coalesce(array_agg(t.eni_id), '{{}}') FROM enis t WHERE {_gone(ENIS)}",
+        *arguments,
     )
-    removed["enis"] += await delete(f"DELETE FROM enis t WHERE {_gone(ENIS)}")
+    if gone_enis:
+        for table in ("eni_addresses", "enis"):
+            status = await connection.execute(
+                f"DELETE FROM {table} WHERE eni_id = ANY($1::varchar[])", gone_enis
+            )
+            removed[table] += _rowcount(status)
     removed["ec2_instances"] += await delete(
         f"DELETE FROM ec2_instances t WHERE {_gone(EC2_INSTANCES)}"
     )
@@ -492,7 +518,7 @@ async def _forget_unseen(
         f"UPDATE {table.name} t SET seen_by = array_remove(t.seen_by, $2::varchar)"
         f" WHERE t.region = $1 AND t.seen_by @> ARRAY[$2]::varchar[]"
         f" AND NOT EXISTS (SELECT 1 FROM {table.stage} s"
-        f" WHERE {_match(table, 's', 't')})",
+        f" WHERE {_match(table)})",
         region,
         account_id,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 
 import asyncpg
 import nats
@@ -35,10 +34,9 @@ from shared.settings import ReconcilerSettings
 
 log = structlog.get_logger(__name__)
 
-WORKERS = 4
-ACK_WAIT = timedelta(minutes=2)
 COMMAND_QUEUE = "reconciler"
 CONNECT_ATTEMPTS = 30
+DRAIN_SECONDS = 5.0
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -47,14 +45,14 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def consumer_config(names: BusNames) -> ConsumerConfig:
+def consumer_config(names: BusNames, settings: ReconcilerSettings) -> ConsumerConfig:
     """The durable consumer of the discovery stream (every subject of it)."""
     return ConsumerConfig(
         durable_name=names.reconciler_consumer,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=ACK_WAIT.total_seconds(),
-        max_ack_pending=WORKERS * 4,
+        ack_wait=settings.reconciler_ack_wait_seconds,
+        max_ack_pending=settings.reconciler_workers * 4,
     )
 
 
@@ -67,7 +65,7 @@ async def _connect_database(settings: ReconcilerSettings) -> asyncpg.Pool:
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=WORKERS + 3
+                dsn, min_size=1, max_size=settings.reconciler_workers + 3
             )
             await pool.fetchval("SELECT 1 FROM region_polls LIMIT 1")
             return pool
@@ -100,26 +98,37 @@ async def _connect_nats(settings: ReconcilerSettings) -> NatsClient:
     return client
 
 
-async def run(settings: ReconcilerSettings, stop: asyncio.Event) -> None:
-    """Run the reconciler until `stop` is set."""
+async def run(
+    settings: ReconcilerSettings,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the reconciler until `stop` is set; `ready` is set once it listens."""
     names = BusNames(settings.nats_namespace)
     pool = await _connect_database(settings)
     nc = await _connect_nats(settings)
     js = nc.jetstream()
     await ensure_streams(js, names)
-    await js.add_consumer(names.discovery_stream, consumer_config(names))
-    deps = Deps(pool=pool, nc=nc, js=js, names=names)
+    await js.add_consumer(names.discovery_stream, consumer_config(names, settings))
+    deps = Deps(
+        pool=pool,
+        nc=nc,
+        js=js,
+        names=names,
+        heartbeat_seconds=settings.reconciler_ack_wait_seconds / 3,
+    )
 
     for subject, model, action in command_routes(names):
         await nc.subscribe(
             subject, queue=COMMAND_QUEUE, cb=command_handler(deps, model, action)
         )
+    await nc.flush()  # the server knows the subscriptions before we say ready
     subscription = await js.pull_subscribe_bind(
         durable=names.reconciler_consumer, stream=names.discovery_stream
     )
     workers = [
         asyncio.create_task(_work(deps, subscription, stop), name=f"worker-{n}")
-        for n in range(WORKERS)
+        for n in range(settings.reconciler_workers)
     ]
     workers.append(asyncio.create_task(_sweep(deps, settings, stop), name="sweep"))
     log.info(
@@ -127,9 +136,11 @@ async def run(settings: ReconcilerSettings, stop: asyncio.Event) -> None:
         namespace=names.namespace,
         stream=names.discovery_stream,
         consumer=names.reconciler_consumer,
-        workers=WORKERS,
+        workers=settings.reconciler_workers,
         task_timeout_seconds=settings.task_timeout_seconds,
     )
+    if ready is not None:
+        ready.set()
 
     await stop.wait()
     log.info("reconciler_stopping")
@@ -137,8 +148,15 @@ async def run(settings: ReconcilerSettings, stop: asyncio.Event) -> None:
         worker.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
     with contextlib.suppress(Exception):
-        await nc.drain()
+        await subscription.unsubscribe()
+    try:
+        # Let command replies in flight go out, but never hang the shutdown.
+        await asyncio.wait_for(nc.drain(), timeout=DRAIN_SECONDS)
+    except Exception as error:
+        log.warning("nats_drain_incomplete", error=repr(error))
+        await nc.close()
     await pool.close()
+    log.info("reconciler_stopped")
 
 
 async def _work(

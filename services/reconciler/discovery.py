@@ -45,6 +45,12 @@ class Outcome:
                 added=self.result.total("added"),
                 updated=self.result.total("updated"),
                 removed=self.result.total("removed"),
+                changes={
+                    f"{kind}.{resource}": count
+                    for kind, counts in self.result.as_dict().items()
+                    for resource, count in counts.items()
+                    if count
+                },
             )
         return fields
 
@@ -53,7 +59,8 @@ async def _account_regions(
     connection: asyncpg.Connection, account_id: str
 ) -> list[str] | None:
     regions = await connection.fetchval(
-        "SELECT default_regions FROM accounts WHERE account_id = $1 FOR SHARE",
+        # KEY SHARE: a deletion waits for us; the health update of a poll does not.
+        "SELECT default_regions FROM accounts WHERE account_id = $1 FOR KEY SHARE",
         account_id,
     )
     return None if regions is None else list(regions)
@@ -177,7 +184,8 @@ async def record_failure(pool: asyncpg.Pool, event: DiscoveryFailed) -> Outcome:
         else:
             regions = event.regions or child.regions
         pending = sorted(set(regions) - set(child.region_results))
-        if not pending and event.region is not None:
+        finished_before = child.status not in tasks.UNFINISHED
+        if not pending and (event.region is not None or finished_before):
             return await _duplicate(connection, child)
 
         known = await _account_regions(connection, event.account_id) is not None

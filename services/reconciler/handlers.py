@@ -60,8 +60,9 @@ TRANSIENT = (
 )
 """Faults worth a redelivery: the same message will likely succeed later."""
 
-HEARTBEAT_SECONDS = 20.0
 MAX_REDELIVERY_DELAY = 60.0
+MAX_UNEXPECTED_ATTEMPTS = 5
+"""Deliveries of a message failing in an unexpected way before giving up on it."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,6 +75,7 @@ class Deps:
     nc: NatsClient
     js: JetStreamContext
     names: BusNames
+    heartbeat_seconds: float = 20.0
 
 
 async def publish_finished(deps: Deps, finished: list[TaskFinished]) -> None:
@@ -92,10 +94,10 @@ async def publish_finished(deps: Deps, finished: list[TaskFinished]) -> None:
         )
 
 
-async def _heartbeat(msg: Msg) -> None:
+async def _heartbeat(msg: Msg, seconds: float) -> None:
     """Tell JetStream a long apply is still working, so it is not redelivered."""
     while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
+        await asyncio.sleep(seconds)
         with contextlib.suppress(NatsError):
             await msg.in_progress()
 
@@ -118,7 +120,7 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
         log.error("message_terminated", reason="unknown subject")
         await msg.term()
         return
-    beat = asyncio.create_task(_heartbeat(msg))
+    beat = asyncio.create_task(_heartbeat(msg, deps.heartbeat_seconds))
     try:
         outcome = await route(deps, msg.data)
     except ValidationError as error:
@@ -133,25 +135,42 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
     except asyncpg.PostgresError:
         # The same data would fail again: record it where operators look.
         log.error("message_rejected_by_database", exc_info=True)
-        if msg.subject != names.resources_discovered:
-            await msg.term()
+        rejected = await _reject(deps, msg)
+        if rejected is None:
             return
-        outcome = await _reject(deps, msg)
+        outcome = rejected
+    except Exception:
+        if delivered < MAX_UNEXPECTED_ATTEMPTS:
+            log.error("message_failed", delivered=delivered, exc_info=True)
+            await msg.nak(delay=min(MAX_REDELIVERY_DELAY, 2.0**delivered))
+            return
+        log.error("message_given_up", delivered=delivered, exc_info=True)
+        rejected = await _reject(deps, msg)
+        if rejected is None:
+            return
+        outcome = rejected
     finally:
         beat.cancel()
     await publish_finished(deps, outcome.finished)
     await msg.ack()
 
 
-async def _reject(deps: Deps, msg: Msg) -> Outcome:
-    """A snapshot the database refuses fails its region, recorded on its task."""
+async def _reject(deps: Deps, msg: Msg) -> Outcome | None:
+    """Give up on a message without losing sight of it.
+
+    A snapshot fails its region, recorded on its task (the message is then
+    acknowledged); any other message is terminated and None returned.
+    """
+    if msg.subject != deps.names.resources_discovered:
+        await msg.term()
+        return None
     event = ResourcesDiscovered.model_validate_json(msg.data)
     failure = DiscoveryFailed(
         task_id=event.task_id,
         account_id=event.account_id,
         region=event.region,
         kind=FailureKind.OTHER,
-        reason="the database refused the snapshot (see the reconciler's log)",
+        reason="the snapshot could not be applied (see the reconciler's log)",
         discovery_started_at=event.discovery_started_at,
         failed_at=event.discovery_finished_at,
     )

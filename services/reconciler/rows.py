@@ -8,8 +8,10 @@ once and no statement ever touches a row twice.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from shared.events import Eni, Instance, RegionSnapshot, SecurityGroup, Subnet, Vpc
@@ -18,7 +20,16 @@ Row = tuple[Any, ...]
 
 
 def _text(value: object | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else _address(value)
+
+
+def _address(value: object) -> str:
+    """An address or network as PostgreSQL reads it (addresses formatted in C)."""
+    if isinstance(value, IPv4Address):
+        return socket.inet_ntoa(value.packed)
+    if isinstance(value, IPv6Address):
+        return socket.inet_ntop(socket.AF_INET6, value.packed)
+    return str(value)
 
 
 def _texts(values: Iterable[object]) -> list[str]:
@@ -26,7 +37,7 @@ def _texts(values: Iterable[object]) -> list[str]:
 
 
 def _tags(tags: dict[str, str]) -> str:
-    return json.dumps(tags, sort_keys=True)
+    return json.dumps(tags, sort_keys=True) if tags else "{}"
 
 
 @dataclass
@@ -160,7 +171,7 @@ def _add_eni(staged: StagedRows, eni: Eni) -> None:
     )
     addresses = staged.eni_addresses
     for private in eni.private_addresses:
-        address = str(private.address)
+        address = _address(private.address)
         addresses[(eni.eni_id, address)] = (
             eni.eni_id,
             address,
@@ -174,7 +185,7 @@ def _add_eni(staged: StagedRows, eni: Eni) -> None:
             None,
         )
         if private.public_ip is not None:
-            public = str(private.public_ip)
+            public = _address(private.public_ip)
             addresses[(eni.eni_id, public)] = (
                 eni.eni_id,
                 public,
@@ -193,7 +204,7 @@ def _add_eni(staged: StagedRows, eni: Eni) -> None:
         ("ipv6_prefix", eni.ipv6_prefixes),
     ):
         for value in values:
-            text = str(value)
+            text = _address(value)
             addresses[(eni.eni_id, text)] = (
                 eni.eni_id,
                 text,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from nats.aio.client import Client as NatsClient
+from pydantic import BaseModel
 
 from services.reconciler import accounts, discovery
 from services.reconciler.discovery import Outcome
+from shared.bus import BusNames
 from shared.events import (
     AccountSpec,
+    CommandReply,
     CreateAccount,
     Eni,
     Instance,
@@ -140,3 +146,36 @@ async def poll(
 async def ids(pool: asyncpg.Pool, table: str, key: str) -> set[str]:
     rows = await pool.fetch(f"SELECT {key} FROM {table}")
     return {row[key] for row in rows}
+
+
+async def request(
+    nc: NatsClient, subject: str, command: BaseModel | bytes
+) -> CommandReply:
+    """Send a command as the API does (unset fields left out) and parse the reply."""
+    data = (
+        command
+        if isinstance(command, bytes)
+        else command.model_dump_json(exclude_unset=True).encode()
+    )
+    message = await nc.request(subject, data, timeout=10)
+    return CommandReply.model_validate_json(message.data)
+
+
+async def create(
+    nc: NatsClient, names: BusNames, account: str, regions: list[str]
+) -> None:
+    spec = AccountSpec(
+        account_id=account, account_name=account, default_regions=regions
+    )
+    reply = await request(nc, names.accounts_create, CreateAccount(account=spec))
+    assert reply.ok, reply
+
+
+async def eventually(
+    check: Callable[[], Awaitable[object]], within: float = 15
+) -> None:
+    """Wait until `check()` is truthy, failing after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.1)

@@ -38,7 +38,9 @@ def _shared_vpc_seen_by_a() -> RegionSnapshot:
     )
 
 
-async def test_shared_vpc_scenario_step_by_step(pool: asyncpg.Pool) -> None:
+async def test_shared_vpc_is_kept_while_another_accounts_eni_remains_when_owner_repolls(
+    pool: asyncpg.Pool,
+) -> None:
     await add_account(pool, A)
     await add_account(pool, B)
     await poll(pool, A, _shared_vpc_seen_by_a(), at(0))
@@ -181,7 +183,7 @@ async def test_group_gone_from_aws_is_kept_when_another_accounts_eni_uses_it(
     assert await ids(pool, "security_group_rules", "rule_id") == {"sg-a-r0"}
 
 
-async def test_same_subnet_and_vpc_twice_in_one_snapshot_commit_once(
+async def test_resources_commit_once_when_seen_twice_in_one_snapshot(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -201,7 +203,7 @@ async def test_same_subnet_and_vpc_twice_in_one_snapshot_commit_once(
     assert await pool.fetchval("SELECT tags->>'Name' FROM vpcs") == "late"
 
 
-async def test_accounts_polled_in_separate_cycles_keep_each_others_resources(
+async def test_resources_are_kept_when_accounts_are_polled_in_separate_cycles(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -243,7 +245,7 @@ async def test_outsiders_resource_goes_when_its_only_witness_no_longer_sees_it(
     assert await ids(pool, "enis", "eni_id") == set()
 
 
-async def test_inventory_accounts_resource_is_never_removed_by_another_account(
+async def test_resource_is_kept_when_its_owner_is_in_the_inventory_and_others_lose_it(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -256,7 +258,7 @@ async def test_inventory_accounts_resource_is_never_removed_by_another_account(
     assert await pool.fetchval("SELECT seen_by FROM enis") == []
 
 
-async def test_addresses_groups_and_rules_are_replaced_by_the_snapshot(
+async def test_addresses_groups_and_rules_are_replaced_when_their_parent_is_polled(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -300,7 +302,9 @@ async def test_addresses_groups_and_rules_are_replaced_by_the_snapshot(
     assert outcome.result.removed["security_group_rules"] == 1
 
 
-async def test_unchanged_repoll_writes_no_resource_row(pool: asyncpg.Pool) -> None:
+async def test_no_resource_row_is_written_when_the_repoll_is_unchanged(
+    pool: asyncpg.Pool,
+) -> None:
     await add_account(pool, A)
     await poll(pool, A, _shared_vpc_seen_by_a(), at(0))
     tables = [
@@ -331,7 +335,7 @@ async def test_unchanged_repoll_writes_no_resource_row(pool: asyncpg.Pool) -> No
     ) == at(60).replace(second=30)
 
 
-async def test_changed_resource_is_updated_in_place_keeping_first_seen(
+async def test_resource_is_updated_in_place_when_it_changed(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -355,7 +359,7 @@ async def test_changed_resource_is_updated_in_place_keeping_first_seen(
     assert after["description"] == "web"
 
 
-async def test_older_snapshot_is_superseded_and_changes_nothing(
+async def test_nothing_changes_when_the_snapshot_is_older_than_the_last_applied(
     pool: asyncpg.Pool,
 ) -> None:
     await add_account(pool, A)
@@ -369,7 +373,7 @@ async def test_older_snapshot_is_superseded_and_changes_nothing(
     assert await ids(pool, "enis", "eni_id") == {"eni-new"}
 
 
-async def test_snapshot_of_account_outside_inventory_is_discarded(
+async def test_snapshot_is_discarded_when_its_account_is_not_in_the_inventory(
     pool: asyncpg.Pool,
 ) -> None:
     outcome = await poll(

@@ -1,0 +1,61 @@
+"""Account commands change the inventory under the same rules as snapshots."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.reconciler import accounts
+from shared.events import AccountChanges, RegionSnapshot, UpdateAccount
+from tests.reconciler.factories import REGION, A, B, add_account, at, eni, ids, poll
+
+OTHER_REGION = "eu-central-1"
+
+
+async def test_only_that_regions_data_is_removed_when_an_update_drops_a_region(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A, (REGION, OTHER_REGION))
+    await add_account(pool, B, (OTHER_REGION,))
+    await poll(pool, A, RegionSnapshot(enis=[eni("eni-kept", A, "s", "v")]), at(0))
+    await poll(
+        pool,
+        A,
+        RegionSnapshot(
+            enis=[eni("eni-gone", A, "s", "v"), eni("eni-b", B, "s", "v", "10.0.0.2")]
+        ),
+        at(0),
+        OTHER_REGION,
+    )
+
+    reply = await accounts.update_account(
+        pool,
+        UpdateAccount(account_id=A, changes=AccountChanges(default_regions=[REGION])),
+    )
+
+    assert reply.ok
+    assert reply.removed == {"enis": 1, "eni_addresses": 1}
+    assert await ids(pool, "enis", "eni_id") == {"eni-kept", "eni-b"}
+    assert await pool.fetchval(
+        "SELECT array_agg(region) FROM region_polls WHERE account_id = $1", A
+    ) == [REGION]
+
+
+async def test_fields_are_kept_when_not_given_and_cleared_when_given_as_null(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await pool.execute("UPDATE accounts SET external_id = 'secret-ish-id'")
+
+    reply = await accounts.update_account(
+        pool,
+        UpdateAccount(
+            account_id=A,
+            changes=AccountChanges(is_active=False, external_id=None),
+        ),
+    )
+
+    assert reply.account is not None
+    assert reply.account.is_active is False
+    assert reply.account.external_id is None
+    assert reply.account.default_regions == [REGION]
+    assert reply.account.account_name == f"account {A}"

@@ -1,0 +1,331 @@
+"""The reconciler as it runs: discovery events and commands over a real NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from services.reconciler.bootstrap import run
+from shared import snapshots
+from shared.bus import BusNames, ensure_streams
+from shared.events import (
+    AccountChanges,
+    AccountSpec,
+    ApiTokenRole,
+    CreateAccount,
+    CreateApiToken,
+    DeleteAccount,
+    ErrorCode,
+    RegionSnapshot,
+    RemoveAccountRegion,
+    RevokeApiToken,
+    SnapshotRef,
+    TaskCreated,
+    TaskFinished,
+    TaskKind,
+    TaskStatus,
+    UpdateAccount,
+)
+from shared.settings import ReconcilerSettings
+from tests.reconciler.factories import (
+    REGION,
+    A,
+    B,
+    at,
+    create,
+    discovered,
+    eni,
+    eventually,
+    ids,
+    request,
+    subnet,
+    vpc,
+)
+
+OTHER_REGION = "eu-central-1"
+
+
+StartReconciler = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+async def start_reconciler(
+    pool: asyncpg.Pool,
+    database_url: str,
+    nats_url: str,
+    names: BusNames,
+    nats_client: NatsClient,
+) -> AsyncIterator[StartReconciler]:
+    """Start the reconciler in this process on the test's namespace."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides: object) -> None:
+        settings = ReconcilerSettings(
+            database_url=database_url,
+            nats_url=nats_url,
+            nats_namespace=names.namespace,
+            reconciler_ack_wait_seconds=3,
+            reconciler_workers=2,
+            **overrides,
+        )
+        stop, ready = asyncio.Event(), asyncio.Event()
+        running.append((stop, asyncio.create_task(run(settings, stop, ready))))
+        await asyncio.wait_for(ready.wait(), timeout=20)
+
+    yield start
+    for stop, task in running:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+@pytest.fixture
+async def service(start_reconciler: StartReconciler) -> None:
+    await start_reconciler()
+
+
+@pytest.mark.usefixtures("service")
+async def test_snapshot_is_applied_discarded_and_task_finish_published_when_stored(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    finished: asyncio.Queue[TaskFinished] = asyncio.Queue()
+
+    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
+        await finished.put(TaskFinished.model_validate_json(msg.data))
+
+    await nats_client.subscribe(names.tasks_finished, cb=on_finished)
+    await create(nats_client, names, A, [REGION])
+    task_id = uuid.uuid4()
+    big = RegionSnapshot(
+        enis=[
+            eni(f"eni-{n:05d}", A, "s", "v", f"10.0.{n >> 8}.{n & 255}")
+            for n in range(3000)
+        ]
+    )
+    ref = await snapshots.store(js, names, f"{task_id}/{REGION}", big)
+    assert isinstance(ref, SnapshotRef)
+    event = discovered(A, RegionSnapshot(), at(0), task_id=task_id)
+    event = event.model_copy(update={"snapshot": None, "snapshot_ref": ref})
+    created = TaskCreated(
+        task_id=task_id,
+        kind=TaskKind.ACCOUNT_POLL,
+        account_id=A,
+        regions=[REGION],
+        created_at=at(0),
+    )
+
+    await js.publish(names.resources_discovered, event.model_dump_json().encode())
+    await js.publish(names.tasks_created, created.model_dump_json().encode())
+
+    done = await asyncio.wait_for(finished.get(), timeout=30)
+    assert (done.task_id, done.status) == (task_id, TaskStatus.SUCCEEDED)
+    assert await pool.fetchval("SELECT count(*) FROM enis") == 3000
+    with pytest.raises(snapshots.SnapshotMissing):
+        await snapshots.load(js, ref)
+
+
+@pytest.mark.usefixtures("service")
+async def test_message_is_terminated_not_redelivered_when_its_payload_is_bad(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    created = TaskCreated(task_id=uuid.uuid4(), kind=TaskKind.CYCLE, created_at=at(0))
+
+    await js.publish(names.resources_discovered, b'{"task_id": "not a task"}')
+    await js.publish(names.tasks_created, created.model_dump_json().encode())
+    await eventually(lambda: pool.fetchval("SELECT count(*) = 1 FROM discovery_tasks"))
+    await asyncio.sleep(3.5)  # longer than the ack wait: a kept message would return
+
+    info = await js.consumer_info(names.discovery_stream, names.reconciler_consumer)
+    assert info.num_ack_pending == 0
+    assert info.num_redelivered == 0
+    assert info.num_pending == 0
+
+
+@pytest.mark.usefixtures("service")
+async def test_commands_answer_with_clear_errors_when_invalid_unknown_or_duplicate(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    spec = AccountSpec(account_id=A, account_name="prod", default_regions=[REGION])
+
+    created = await request(
+        nats_client, names.accounts_create, CreateAccount(account=spec)
+    )
+    stored = await pool.fetchval("SELECT account_name FROM accounts")
+    duplicate = await request(
+        nats_client, names.accounts_create, CreateAccount(account=spec)
+    )
+    garbage = await request(nats_client, names.accounts_create, b'{"account": 1}')
+    unknown = await request(
+        nats_client,
+        names.accounts_update,
+        UpdateAccount(account_id=B, changes=AccountChanges(account_name="x")),
+    )
+    renamed = await request(
+        nats_client,
+        names.accounts_update,
+        UpdateAccount(
+            account_id=A,
+            changes=AccountChanges(account_name="production", external_id=None),
+        ),
+    )
+
+    assert created.ok and created.account == spec
+    assert stored == "prod"
+    assert duplicate.error_code is ErrorCode.CONFLICT
+    assert garbage.error_code is ErrorCode.INVALID
+    assert unknown.error_code is ErrorCode.NOT_FOUND
+    assert renamed.account is not None
+    assert renamed.account.account_name == "production"
+    assert renamed.account.default_regions == [REGION]
+    assert renamed.account.default_role_name == spec.default_role_name
+
+
+@pytest.mark.usefixtures("service")
+async def test_what_the_account_owns_is_removed_when_its_region_or_itself_is_removed(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    await create(nats_client, names, A, [REGION, OTHER_REGION])
+    await create(nats_client, names, B, [REGION])
+    shared = RegionSnapshot(
+        vpcs=[vpc("vpc-a", A)],
+        subnets=[subnet("subnet-a", "vpc-a", A)],
+        enis=[eni("eni-a", A, "subnet-a", "vpc-a")],
+    )
+    for account, region, snapshot in [
+        (A, REGION, shared),
+        (A, OTHER_REGION, RegionSnapshot(enis=[eni("eni-other", A, "s", "v")])),
+        (
+            B,
+            REGION,
+            RegionSnapshot(enis=[eni("eni-b", B, "subnet-a", "vpc-a", "10.0.0.99")]),
+        ),
+    ]:
+        event = discovered(account, snapshot, at(0), region)
+        await js.publish(names.resources_discovered, event.model_dump_json().encode())
+    await eventually(lambda: pool.fetchval("SELECT count(*) = 3 FROM enis"))
+
+    dropped = await request(
+        nats_client,
+        names.accounts_remove_region,
+        RemoveAccountRegion(account_id=A, region=OTHER_REGION),
+    )
+    deleted = await request(
+        nats_client, names.accounts_delete, DeleteAccount(account_id=A)
+    )
+    again = await request(
+        nats_client, names.accounts_delete, DeleteAccount(account_id=A)
+    )
+
+    assert dropped.removed == {"enis": 1, "eni_addresses": 1}
+    assert dropped.account is not None and dropped.account.default_regions == [REGION]
+    assert deleted.ok and deleted.removed["enis"] == 1
+    assert await ids(pool, "enis", "eni_id") == {"eni-b"}
+    assert await ids(pool, "vpcs", "vpc_id") == {"vpc-a"}
+    assert await ids(pool, "subnets", "subnet_id") == {"subnet-a"}
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM region_polls WHERE account_id = $1", A
+        )
+        == 0
+    )
+    assert again.error_code is ErrorCode.NOT_FOUND
+
+
+@pytest.mark.usefixtures("service")
+async def test_only_the_digest_is_stored_when_a_token_is_created_then_revoked(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    token = CreateApiToken(
+        token_id=uuid.uuid4(),
+        name="ci",
+        role=ApiTokenRole.READER,
+        token_sha256="a" * 64,
+    )
+
+    created = await request(nats_client, names.tokens_create, token)
+    duplicate = await request(nats_client, names.tokens_create, token)
+    revoked = await request(
+        nats_client, names.tokens_revoke, RevokeApiToken(token_id=token.token_id)
+    )
+    unknown = await request(
+        nats_client, names.tokens_revoke, RevokeApiToken(token_id=uuid.uuid4())
+    )
+
+    row = await pool.fetchrow("SELECT * FROM api_tokens")
+    assert created.ok and revoked.ok
+    assert duplicate.error_code is ErrorCode.CONFLICT
+    assert unknown.error_code is ErrorCode.NOT_FOUND
+    assert row["token_sha256"] == "a" * 64 and row["revoked_at"] is not None
+    assert json.dumps(dict(row), default=str).count("a" * 64) == 1
+
+
+async def test_task_failure_is_published_when_the_sweep_finds_it_timed_out(
+    start_reconciler: StartReconciler, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    finished: asyncio.Queue[TaskFinished] = asyncio.Queue()
+
+    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
+        await finished.put(TaskFinished.model_validate_json(msg.data))
+
+    await nats_client.subscribe(names.tasks_finished, cb=on_finished)
+    parent = TaskCreated(
+        task_id=uuid.uuid4(), kind=TaskKind.CYCLE, children_total=1, created_at=at(0)
+    )
+    stuck = TaskCreated(
+        task_id=uuid.uuid4(),
+        parent_task_id=parent.task_id,
+        kind=TaskKind.ACCOUNT_POLL,
+        account_id=A,
+        regions=[REGION],
+        created_at=at(0),
+    )
+    await ensure_streams(js, names)
+    for event in (parent, stuck):
+        await js.publish(names.tasks_created, event.model_dump_json().encode())
+
+    await start_reconciler(task_timeout_seconds=2)
+
+    statuses = {}
+    for _ in range(2):
+        event = await asyncio.wait_for(finished.get(), timeout=20)
+        statuses[event.task_id] = (event.status, event.error)
+    assert statuses == {
+        stuck.task_id: (TaskStatus.FAILED, "timed out after 2 s"),
+        parent.task_id: (TaskStatus.FAILED, None),
+    }
+
+
+@pytest.mark.usefixtures("service")
+async def test_region_fails_not_redelivered_when_the_database_refuses_the_snapshot(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    await create(nats_client, names, A, [REGION])
+    too_long = RegionSnapshot(enis=[eni("eni-" + "x" * 80, A, "s", "v")])
+    event = discovered(A, too_long, at(0))
+
+    await js.publish(names.resources_discovered, event.model_dump_json().encode())
+    await eventually(
+        lambda: pool.fetchval(
+            "SELECT region_results ? $2 FROM discovery_tasks WHERE id = $1",
+            event.task_id,
+            REGION,
+        )
+    )
+
+    results = await pool.fetchval(
+        "SELECT region_results FROM discovery_tasks WHERE id = $1", event.task_id
+    )
+    info = await js.consumer_info(names.discovery_stream, names.reconciler_consumer)
+    assert json.loads(results)[REGION]["status"] == "failed"
+    assert await ids(pool, "enis", "eni_id") == set()
+    assert info.num_ack_pending == 0

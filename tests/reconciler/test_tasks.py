@@ -1,0 +1,319 @@
+"""Task records: child outcomes per region, parent counters, failures, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+
+import asyncpg
+
+from services.reconciler import discovery
+from shared.events import (
+    DiscoveryFailed,
+    FailureKind,
+    RegionSnapshot,
+    TaskCreated,
+    TaskKind,
+    TaskStatus,
+)
+from tests.reconciler.factories import (
+    REGION,
+    A,
+    B,
+    add_account,
+    at,
+    discovered,
+    eni,
+    ids,
+)
+
+OTHER_REGION = "eu-central-1"
+
+
+def cycle(children: int) -> TaskCreated:
+    return TaskCreated(
+        task_id=uuid.uuid4(),
+        kind=TaskKind.CYCLE,
+        children_total=children,
+        created_at=at(0),
+    )
+
+
+def child(
+    parent: TaskCreated | None, account: str, regions: list[str], **fields: object
+) -> TaskCreated:
+    return TaskCreated(
+        task_id=uuid.uuid4(),
+        parent_task_id=parent.task_id if parent else None,
+        kind=TaskKind.ACCOUNT_POLL,
+        account_id=account,
+        regions=regions,
+        created_at=at(0),
+        **fields,
+    )
+
+
+def failed(
+    task: TaskCreated, region: str | None, kind: FailureKind, reason: str
+) -> DiscoveryFailed:
+    assert task.account_id is not None
+    return DiscoveryFailed(
+        task_id=task.task_id,
+        account_id=task.account_id,
+        region=region,
+        regions=task.regions,
+        kind=kind,
+        reason=reason,
+        discovery_started_at=at(10),
+        failed_at=at(11),
+    )
+
+
+async def task_row(pool: asyncpg.Pool, task: TaskCreated) -> asyncpg.Record:
+    row = await pool.fetchrow(
+        "SELECT * FROM discovery_tasks WHERE id = $1", task.task_id
+    )
+    assert row is not None
+    return row
+
+
+async def apply(
+    pool: asyncpg.Pool, task: TaskCreated, region: str, snapshot: RegionSnapshot
+):  # type: ignore[no-untyped-def]
+    assert task.account_id is not None
+    event = discovered(task.account_id, snapshot, at(5), region, task.task_id)
+    return await discovery.apply_discovered(pool, event, event.snapshot)
+
+
+async def test_child_and_parent_succeed_when_every_region_is_applied(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A, (REGION, OTHER_REGION))
+    parent = cycle(1)
+    task = child(parent, A, [REGION, OTHER_REGION])
+    await discovery.record_created(pool, parent)
+    await discovery.record_created(pool, task)
+
+    first = await apply(
+        pool, task, REGION, RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+    )
+    last = await apply(pool, task, OTHER_REGION, RegionSnapshot())
+
+    row = await task_row(pool, task)
+    results = json.loads(row["region_results"])
+    assert first.finished == []
+    assert [(e.task_id, e.status) for e in last.finished] == [
+        (task.task_id, TaskStatus.SUCCEEDED),
+        (parent.task_id, TaskStatus.SUCCEEDED),
+    ]
+    assert row["status"] == "succeeded"
+    assert results[REGION]["status"] == "applied"
+    assert results[REGION]["added"]["enis"] == 1
+    assert results[REGION]["added"]["eni_addresses"] == 1
+    assert (await task_row(pool, parent))["children_succeeded"] == 1
+
+
+async def test_nothing_is_removed_and_region_marked_stale_when_the_region_failed(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A, (REGION, OTHER_REGION))
+    await apply(
+        pool,
+        child(None, A, [REGION]),
+        REGION,
+        RegionSnapshot(enis=[eni("eni-1", A, "s", "v")]),
+    )
+    task = child(None, A, [REGION, OTHER_REGION])
+    await discovery.record_created(pool, task)
+
+    await apply(pool, task, OTHER_REGION, RegionSnapshot())
+    outcome = await discovery.record_failure(
+        pool, failed(task, REGION, FailureKind.ACCESS_DENIED, "not authorized")
+    )
+
+    poll = await pool.fetchrow("SELECT * FROM region_polls WHERE region = $1", REGION)
+    results = json.loads((await task_row(pool, task))["region_results"])
+    assert await ids(pool, "enis", "eni_id") == {"eni-1"}
+    assert [e.status for e in outcome.finished] == [TaskStatus.PARTIALLY_FAILED]
+    assert results[REGION] == {
+        "status": "failed",
+        "kind": "access_denied",
+        "error": "not authorized",
+    }
+    assert poll["consecutive_failures"] == 1
+    assert poll["last_error"] == "not authorized"
+    assert poll["stale_since"] == at(11)
+    assert poll["last_success_at"] is not None
+
+
+async def test_nothing_is_removed_and_failures_counted_when_assume_role_failed(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await apply(
+        pool,
+        child(None, A, [REGION]),
+        REGION,
+        RegionSnapshot(enis=[eni("eni-1", A, "s", "v")]),
+    )
+    last_success = await pool.fetchval("SELECT last_success_at FROM accounts")
+
+    for _ in range(2):
+        task = child(None, A, [REGION])
+        await discovery.record_created(pool, task)
+        outcome = await discovery.record_failure(
+            pool, failed(task, None, FailureKind.ASSUME_ROLE_FAILED, "AccessDenied")
+        )
+
+    account = await pool.fetchrow("SELECT * FROM accounts")
+    assert await ids(pool, "enis", "eni_id") == {"eni-1"}
+    assert [e.status for e in outcome.finished] == [TaskStatus.FAILED]
+    assert account["consecutive_failures"] == 2
+    assert "AccessDenied" in account["last_error"]
+    assert account["last_success_at"] == last_success
+    assert account["stale_since"] is not None
+    assert await pool.fetchval("SELECT consecutive_failures FROM region_polls") == 2
+
+
+async def test_child_finishes_when_announced_after_its_result(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    parent = cycle(1)
+    task = child(parent, A, [REGION])
+
+    early = await apply(
+        pool, task, REGION, RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+    )
+    announced = await discovery.record_created(pool, task)
+    parent_announced = await discovery.record_created(pool, parent)
+
+    assert early.status == "applied"
+    assert early.finished == []
+    assert [e.status for e in announced.finished] == [TaskStatus.SUCCEEDED]
+    assert [e.task_id for e in parent_announced.finished] == [parent.task_id]
+    assert (await task_row(pool, parent))["status"] == "succeeded"
+
+
+async def test_failed_child_is_counted_in_parent_when_announced_after_its_failure(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    parent = cycle(1)
+    task = child(parent, A, [REGION])
+    await discovery.record_created(pool, parent)
+
+    await discovery.record_failure(
+        pool, failed(task, None, FailureKind.ASSUME_ROLE_FAILED, "x")
+    )
+    outcome = await discovery.record_created(pool, task)
+
+    assert [e.status for e in outcome.finished] == [TaskStatus.FAILED]
+    assert (await task_row(pool, parent))["children_failed"] == 1
+    assert (await task_row(pool, task))["status"] == "failed"
+
+
+async def test_both_children_are_counted_when_finishing_at_the_same_moment(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await add_account(pool, B, (OTHER_REGION,))
+    for _ in range(5):
+        parent = cycle(2)
+        first, second = child(parent, A, [REGION]), child(parent, B, [OTHER_REGION])
+        for event in (parent, first, second):
+            await discovery.record_created(pool, event)
+
+        await asyncio.gather(
+            apply(pool, first, REGION, RegionSnapshot()),
+            apply(pool, second, OTHER_REGION, RegionSnapshot()),
+        )
+
+        row = await task_row(pool, parent)
+        assert (row["children_succeeded"], row["status"]) == (2, "succeeded")
+
+
+async def test_nothing_changes_when_a_snapshot_is_redelivered(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    task = child(None, A, [REGION])
+    await discovery.record_created(pool, task)
+    snapshot = RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+
+    await apply(pool, task, REGION, snapshot)
+    again = await apply(pool, task, REGION, snapshot)
+
+    results = json.loads((await task_row(pool, task))["region_results"])
+    assert again.status == "duplicate"
+    assert [e.status for e in again.finished] == [TaskStatus.SUCCEEDED]
+    assert results[REGION]["added"]["enis"] == 1
+    assert await pool.fetchval("SELECT consecutive_failures FROM accounts") == 0
+
+
+async def test_failure_counts_once_when_redelivered(pool: asyncpg.Pool) -> None:
+    await add_account(pool, A)
+    task = child(None, A, [REGION])
+    await discovery.record_created(pool, task)
+    failure = failed(task, REGION, FailureKind.THROTTLED, "Throttling")
+
+    await discovery.record_failure(pool, failure)
+    await discovery.record_failure(pool, failure)
+
+    assert await pool.fetchval("SELECT consecutive_failures FROM region_polls") == 1
+    assert await pool.fetchval("SELECT consecutive_failures FROM accounts") == 1
+
+
+async def test_parent_status_ignores_children_when_they_were_skipped(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    parent, all_skipped = cycle(2), cycle(1)
+    await discovery.record_created(pool, parent)
+    await discovery.record_created(pool, all_skipped)
+    ran = child(parent, A, [REGION])
+    await discovery.record_created(pool, ran)
+
+    await discovery.record_created(
+        pool, child(parent, B, [REGION], status=TaskStatus.SKIPPED, reason="busy")
+    )
+    await discovery.record_created(
+        pool, child(all_skipped, B, [REGION], status=TaskStatus.SKIPPED, reason="busy")
+    )
+    await apply(pool, ran, REGION, RegionSnapshot())
+
+    row = await task_row(pool, parent)
+    assert (row["status"], row["children_skipped"], row["children_succeeded"]) == (
+        "succeeded",
+        1,
+        1,
+    )
+    assert (await task_row(pool, all_skipped))["status"] == "skipped"
+
+
+async def test_tasks_and_parent_fail_when_past_the_timeout(
+    pool: asyncpg.Pool,
+) -> None:
+    parent = cycle(2)
+    stuck = child(parent, A, [REGION])
+    await discovery.record_created(pool, parent)
+    await discovery.record_created(pool, stuck)
+    await discovery.record_created(
+        pool, child(parent, B, [REGION], status=TaskStatus.SKIPPED)
+    )
+    await pool.execute(
+        "UPDATE discovery_tasks SET created_at = now() - $1::interval",
+        timedelta(hours=2),
+    )
+
+    finished = await discovery.fail_expired_tasks(pool, 3600)
+
+    row = await task_row(pool, parent)
+    assert {(e.task_id, e.status) for e in finished} == {
+        (stuck.task_id, TaskStatus.FAILED),
+        (parent.task_id, TaskStatus.FAILED),
+    }
+    assert (await task_row(pool, stuck))["error"] == "timed out after 3600 s"
+    assert (row["children_failed"], row["children_skipped"]) == (1, 1)
