@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services.poller.app import run
+import structlog
+
+from services.poller.app import NatsUnreachable, run
 from shared.logging import configure_logging
 from shared.settings import PollerSettings, load_settings
 
@@ -14,7 +16,13 @@ def main() -> None:
     configure_logging(
         service="poller", level=settings.log_level, fmt=settings.log_format
     )
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except NatsUnreachable as error:
+        structlog.get_logger("services.poller").error(
+            "poller_not_started", reason=str(error)
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -44,34 +43,47 @@ def limits(settings: PollerSettings) -> PollLimits:
     )
 
 
+class NatsUnreachable(Exception):
+    """NATS did not answer within the start-up time."""
+
+
 async def connect(url: str, within: float = CONNECT_TIMEOUT_SECONDS) -> NatsClient:
-    """Connect to NATS, retrying while it is not there yet; then reconnect forever."""
-    deadline = time.monotonic() + within
-    delay = 0.5
-    while True:
-        try:
-            return await nats.connect(
+    """Connect to NATS, waiting up to `within` for it; then reconnect forever."""
+
+    async def on_error(error: Exception) -> None:
+        log.warning("nats_error", url=_redacted(url), error=str(error) or repr(error))
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected", url=_redacted(url))
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected", url=_redacted(url))
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
                 url,
                 name="poller",
                 connect_timeout=5,
-                allow_reconnect=True,
                 max_reconnect_attempts=-1,
-            )
-        except Exception as error:
-            if time.monotonic() > deadline:
-                raise
-            log.warning(
-                "nats_unavailable", url=_redacted(url), error=str(error), retry_in=delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                reconnect_time_wait=1,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            ),
+            within,
+        )
+    except TimeoutError:
+        raise NatsUnreachable(
+            f"no NATS server answered at {_redacted(url)} within {within:g} s"
+        ) from None
 
 
 async def run(settings: PollerSettings, stop: asyncio.Event | None = None) -> None:
     """Serve polls until `stop` is set (or SIGTERM / SIGINT arrives)."""
-    stop = stop or _stop_on_signals()
     names = BusNames(settings.nats_namespace)
     client = await connect(settings.nats_url)
+    stop = stop or _stop_on_signals()
     js = client.jetstream()
     await ensure_poller_consumer(
         js,

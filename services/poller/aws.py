@@ -207,6 +207,7 @@ class AwsAccess:
     ) -> None:
         self._endpoint_url = endpoint_url
         self._base = base_session or boto3.Session()
+        self._base_lock = threading.Lock()  # boto3 sessions are not thread-safe
         self._client_hook = client_hook
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         # One loader for every per-account session: service models are parsed
@@ -240,7 +241,8 @@ class AwsAccess:
         arn = role_arn(poll)
         region = poll.regions[0]
         try:
-            sts = self._client(self._base, "sts", region)
+            with self._base_lock:
+                sts = self._client(self._base, "sts", region)
         except BotoCoreError as error:
             raise DiscoveryError(FailureKind.ASSUME_ROLE_FAILED, str(error)) from error
         request: dict[str, str] = {
@@ -333,49 +335,39 @@ def _limit(client: Any, limiter: RateLimiter, stats: RegionStats) -> None:
     client.meta.events.register_first("before-send.ec2", before_send)
 
 
-def _pages(client: Any, operation: str, stats: RegionStats) -> Iterator[Any]:
+def _items(client: Any, operation: str, key: str, stats: RegionStats) -> Iterator[Any]:
+    """The items of every page, page by page, at the largest page size."""
     paginator = client.get_paginator(operation)
     for page in paginator.paginate(PaginationConfig={"PageSize": PAGE_SIZE}):
         stats.pages[operation] += 1
-        yield page
+        yield from page.get(key, [])
 
 
 def _describe(ec2: Any, stats: RegionStats) -> RegionSnapshot:
-    vpcs = [
-        convert.vpc(item)
-        for page in _pages(ec2, "describe_vpcs", stats)
-        for item in page.get("Vpcs", [])
-    ]
-    subnets = [
-        convert.subnet(item)
-        for page in _pages(ec2, "describe_subnets", stats)
-        for item in page.get("Subnets", [])
-    ]
     rules: dict[str, list[SecurityGroupRule]] = defaultdict(list)
-    for page in _pages(ec2, "describe_security_group_rules", stats):
-        for item in page.get("SecurityGroupRules", []):
-            rule = convert.security_group_rule(item)
-            rules[rule.group_id].append(rule)
-    groups = [
-        convert.security_group(item, rules.get(item["GroupId"], []))
-        for page in _pages(ec2, "describe_security_groups", stats)
-        for item in page.get("SecurityGroups", [])
-    ]
-    enis = [
-        convert.eni(item)
-        for page in _pages(ec2, "describe_network_interfaces", stats)
-        for item in page.get("NetworkInterfaces", [])
-    ]
-    instances = [
-        instance
-        for page in _pages(ec2, "describe_instances", stats)
-        for reservation in page.get("Reservations", [])
-        for instance in convert.instances(reservation)
-    ]
+    for item in _items(
+        ec2, "describe_security_group_rules", "SecurityGroupRules", stats
+    ):
+        rule = convert.security_group_rule(item)
+        rules[rule.group_id].append(rule)
     return RegionSnapshot(
-        vpcs=vpcs,
-        subnets=subnets,
-        security_groups=groups,
-        enis=enis,
-        instances=instances,
+        vpcs=[convert.vpc(i) for i in _items(ec2, "describe_vpcs", "Vpcs", stats)],
+        subnets=[
+            convert.subnet(i) for i in _items(ec2, "describe_subnets", "Subnets", stats)
+        ],
+        security_groups=[
+            convert.security_group(item, rules.get(item["GroupId"], []))
+            for item in _items(ec2, "describe_security_groups", "SecurityGroups", stats)
+        ],
+        enis=[
+            convert.eni(item)
+            for item in _items(
+                ec2, "describe_network_interfaces", "NetworkInterfaces", stats
+            )
+        ],
+        instances=[
+            instance
+            for reservation in _items(ec2, "describe_instances", "Reservations", stats)
+            for instance in convert.instances(reservation)
+        ],
     )

@@ -13,7 +13,7 @@ import contextlib
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
@@ -38,7 +38,7 @@ class PollConsumer:
         *,
         slots: int,
         ack_wait_seconds: float,
-        fetch_timeout: float = 5.0,
+        fetch_timeout: float = 2.0,
     ) -> None:
         self._js = js
         self._names = names
@@ -49,18 +49,25 @@ class PollConsumer:
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and run polls until `stop` is set; running polls are then nak'ed."""
+        """Fetch and run polls until `stop` is set; running polls are then nak'ed.
+
+        A fetch is never abandoned half-way: a pull request left on the server
+        would catch a nak'ed poll for a connection that is going away.
+        """
         subscription = await self._js.pull_subscribe_bind(
             durable=self._names.poller_consumer, stream=self._names.polls_stream
         )
         log.info("poller_consuming", stream=self._names.polls_stream)
         try:
-            while not stop.is_set():
-                await self._slots.acquire()
-                messages = await self._fetch(subscription, stop)
+            while await self._slot_free(stop):
+                messages = await self._fetch(subscription)
+                if stop.is_set():
+                    for message in messages:
+                        await message.nak()
+                    self._slots.release()
+                    break
                 if not messages:
                     self._slots.release()
-                    continue
                 for message in messages:
                     task = asyncio.create_task(self._run_one(message))
                     self._running.add(task)
@@ -72,26 +79,44 @@ class PollConsumer:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def _fetch(
-        self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event
-    ) -> list[Msg]:
-        fetch = asyncio.ensure_future(subscription.fetch(1, self._fetch_timeout))
+    async def _slot_free(self, stop: asyncio.Event) -> bool:
+        """Wait for a free local slot; False when `stop` came first."""
+        if stop.is_set():
+            return False
+        acquire = asyncio.ensure_future(self._slots.acquire())
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if not fetch.done():
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, NatsTimeoutError):
-                await fetch
-            return []
+        if not acquire.done():
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+        if acquire.done() and not acquire.cancelled() and stop.is_set():
+            self._slots.release()
+            return False
+        return not stop.is_set()
+
+    async def _fetch(
+        self, subscription: JetStreamContext.PullSubscription
+    ) -> list[Msg]:
         try:
-            return fetch.result()
-        except NatsTimeoutError:
+            return await subscription.fetch(1, self._fetch_timeout)
+        except TimeoutError:  # nats-py raises its own subclass, or asyncio's
+            return []
+        except NatsError as error:
+            # Reconnecting, or the consumer is briefly unavailable: try again.
+            log.warning("fetch_failed", error=str(error) or repr(error))
+            await asyncio.sleep(1)
             return []
 
     async def _run_one(self, message: Msg) -> None:
         try:
             await self.handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # JetStream redelivers what was not acknowledged; nothing is lost.
+            log.exception("poll_not_settled")
         finally:
             self._slots.release()
 
@@ -101,7 +126,14 @@ class PollConsumer:
         try:
             poll = AccountPoll.model_validate_json(message.data)
         except ValidationError as error:
-            log.error("poll_rejected", reason=str(error), data=message.data[:500])
+            # Field names and messages only: the input may hold an external id.
+            problems = [
+                f"{'.'.join(map(str, problem['loc'])) or 'body'}: {problem['msg']}"
+                for problem in error.errors(include_input=False)
+            ]
+            log.error(
+                "poll_rejected", reason="; ".join(problems), size=len(message.data)
+            )
             await message.term()
             return
 

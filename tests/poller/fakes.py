@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,15 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from moto.core.responses import ActionResult
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
+from nats.js import JetStreamContext
 
-from shared.events import AccountPoll
+from shared.bus import BusNames
+from shared.events import (
+    AccountPoll,
+    DiscoveryFailed,
+    ResourcesDiscovered,
+    TaskStarted,
+)
 
 ROLE = "PaloInventoryInspectionRole"
 
@@ -162,3 +170,66 @@ class FakeClock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+
+class RecordingOutbox:
+    """An outbox that keeps what a poll published, in order."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self.discovered: dict[str, Any] = {}
+        self.failed: list[Any] = []
+        self.order: list[str] = []
+
+    async def task_started(self, event: Any) -> None:
+        self.started.append(event)
+        self.order.append("started")
+
+    async def region_discovered(
+        self,
+        poll: AccountPoll,
+        region: str,
+        started_at: datetime,
+        finished_at: datetime,
+        snapshot: Any,
+    ) -> None:
+        self.discovered[region] = snapshot
+        self.order.append(f"discovered:{region}")
+
+    async def discovery_failed(self, event: Any) -> None:
+        self.failed.append(event)
+        self.order.append(f"failed:{event.region}")
+
+
+# --- Bus helpers ---------------------------------------------------------------
+
+
+async def publish_polls(
+    js: JetStreamContext, names: BusNames, polls: list[Any]
+) -> None:
+    for poll in polls:
+        await js.publish(names.account_poll, poll.model_dump_json().encode())
+
+
+async def collect(
+    js: JetStreamContext, names: BusNames, until: Any, within: float = 30
+) -> dict[str, list[Any]]:
+    """Read the discovery stream until `until(events)` holds (or time runs out)."""
+    subscription = await js.pull_subscribe(
+        "", durable="test-reader", stream=names.discovery_stream
+    )
+    models = {
+        names.tasks_started: TaskStarted,
+        names.resources_discovered: ResourcesDiscovered,
+        names.discovery_failed: DiscoveryFailed,
+    }
+    events: dict[str, list[Any]] = {subject: [] for subject in models}
+    deadline = time.monotonic() + within
+    while not until(events) and time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            for message in await subscription.fetch(50, timeout=0.5):
+                model = models[message.subject]
+                events[message.subject].append(model.model_validate_json(message.data))
+                await message.ack()
+    await subscription.unsubscribe()
+    return events

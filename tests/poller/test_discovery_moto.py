@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Any
 
 import boto3
 import pytest
 from moto.ec2.models import ec2_backends
 
-from services.poller.aws import AwsAccess, role_arn
+from services.poller.aws import AwsAccess, RegionStats, role_arn
 from shared.events import RegionSnapshot
 from tests.poller.fakes import Faults, account_session, poll_for
 
@@ -22,6 +21,7 @@ MANY_ENIS = 1_100
 
 @dataclass
 class World:
+    vpc_id: str
     eni_with_secondaries: str
     public_ip: str
     instance_with_two_enis: str
@@ -94,7 +94,7 @@ def _build_region(
     )
     gone = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]
     ec2.terminate_instances(InstanceIds=[gone["InstanceId"]])
-    return World(secondaries, address["PublicIp"], instance, gone["InstanceId"])
+    return World(vpc, secondaries, address["PublicIp"], instance, gone["InstanceId"])
 
 
 def _moto_enis(account: str, region: str) -> dict[str, Any]:
@@ -175,46 +175,65 @@ def world(moto: None) -> World:
     return built
 
 
-def _discover(
-    aws: AwsAccess, account: str, regions: list[str]
-) -> dict[str, RegionSnapshot]:
+@dataclass
+class Discovery:
+    snapshots: dict[str, RegionSnapshot]
+    stats: dict[str, RegionStats]
+    faults: Faults
+
+
+def _discover(account: str, regions: list[str]) -> Discovery:
+    faults = Faults()
+    aws = AwsAccess(client_hook=faults.register)
     session = aws.open_account(poll_for(account, regions))
-    return {
+    found = {
         region: aws.discover_region(
             session, region, calls_per_second=100, cancelled=threading.Event()
-        )[0]
+        )
         for region in regions
     }
+    return Discovery(
+        {region: snapshot for region, (snapshot, _) in found.items()},
+        {region: stats for region, (_, stats) in found.items()},
+        faults,
+    )
+
+
+@pytest.fixture(scope="module")
+def found_a(world: World) -> Discovery:
+    return _discover(ACCOUNT_A, ["us-east-1", "eu-west-1"])
+
+
+@pytest.fixture(scope="module")
+def found_b(world: World) -> Discovery:
+    return _discover(ACCOUNT_B, ["us-east-1"])
 
 
 def test_snapshot_equals_what_moto_holds_when_polling_several_accounts_and_regions(
-    world: World,
+    found_a: Discovery, found_b: Discovery
 ) -> None:
-    aws = AwsAccess()
     a = account_session(ACCOUNT_A)
     b = account_session(ACCOUNT_B)
+    in_b = found_b.snapshots["us-east-1"]
 
-    found_a = _discover(aws, ACCOUNT_A, ["us-east-1", "eu-west-1"])
-    found_b = _discover(aws, ACCOUNT_B, ["us-east-1"])
-
-    for region, snapshot in found_a.items():
+    for region, snapshot in found_a.snapshots.items():
         assert _snapshot_enis(snapshot) == _moto_enis(ACCOUNT_A, region)
         assert {i.instance_id: i.eni_ids for i in snapshot.instances} == (
             _moto_instances(ACCOUNT_A, region)
         )
         assert _ids(snapshot) == _api_ids(a, region)
-    assert _snapshot_enis(found_b["us-east-1"]) == _moto_enis(ACCOUNT_B, "us-east-1")
-    assert _ids(found_b["us-east-1"]) == _api_ids(b, "us-east-1")
-    assert len(found_a["us-east-1"].enis) > MANY_ENIS
-    assert not set(_snapshot_enis(found_a["us-east-1"])) & set(
-        _snapshot_enis(found_b["us-east-1"])
+    assert _snapshot_enis(in_b) == _moto_enis(ACCOUNT_B, "us-east-1")
+    assert _ids(in_b) == _api_ids(b, "us-east-1")
+    assert len(found_a.snapshots["us-east-1"].enis) > MANY_ENIS
+    assert not set(_snapshot_enis(found_a.snapshots["us-east-1"])) & set(
+        _snapshot_enis(in_b)
     )
 
 
 def test_addresses_and_instances_are_kept_when_enis_have_secondaries_and_eips(
-    world: World,
+    world: World, found_a: Discovery
 ) -> None:
-    snapshot = _discover(AwsAccess(), ACCOUNT_A, ["us-east-1"])["us-east-1"]
+    snapshot = found_a.snapshots["us-east-1"]
 
     enis = {eni.eni_id: eni for eni in snapshot.enis}
     addresses = enis[world.eni_with_secondaries].private_addresses
@@ -231,22 +250,26 @@ def test_addresses_and_instances_are_kept_when_enis_have_secondaries_and_eips(
         if eni.attachment and eni.attachment.instance_id == world.instance_with_two_enis
     ]
     assert sorted(e.attachment.device_index for e in attached if e.attachment) == [0, 1]
-    web = next(g for g in snapshot.security_groups if g.group_name == "db")
-    assert [r.referenced_group_id for r in web.rules if not r.is_egress] != [None]
+    db = next(g for g in snapshot.security_groups if g.group_name == "db")
+    web = next(g for g in snapshot.security_groups if g.group_name == "web")
+    assert [r.referenced_group_id for r in db.rules if not r.is_egress] == [
+        web.group_id
+    ]
+    assert all(
+        str(a.address).startswith("10.0.")
+        for e in snapshot.enis
+        for a in e.private_addresses
+        if e.vpc_id == world.vpc_id
+    )
 
 
 def test_enis_are_read_in_pages_of_1000_when_a_region_holds_more(
-    world: World,
+    found_a: Discovery,
 ) -> None:
-    faults = Faults()
-    aws = AwsAccess(client_hook=faults.register)
-    session = aws.open_account(poll_for(ACCOUNT_A, ["us-east-1"]))
+    requests = found_a.faults.calls("DescribeNetworkInterfaces", "us-east-1")
+    stats = found_a.stats["us-east-1"]
+    snapshot = found_a.snapshots["us-east-1"]
 
-    snapshot, stats = aws.discover_region(
-        session, "us-east-1", calls_per_second=100, cancelled=threading.Event()
-    )
-
-    requests = faults.calls("DescribeNetworkInterfaces")
     expected_pages = -(-len(ec2_backends[ACCOUNT_A]["us-east-1"].enis) // 1000)
     assert expected_pages >= 2
     assert len(requests) == expected_pages == stats.pages["describe_network_interfaces"]
@@ -260,7 +283,7 @@ def test_enis_are_read_in_pages_of_1000_when_a_region_holds_more(
             "DescribeSecurityGroupRules",
             "DescribeInstances",
         )
-        for params in faults.calls(operation)
+        for params in found_a.faults.calls(operation)
     )
     assert len({eni.eni_id for eni in snapshot.enis}) == len(snapshot.enis)
 
@@ -291,13 +314,3 @@ def test_assume_role_carries_external_id_and_task_session_name_when_set(
     assert request["ExternalId"] == "ext-42"
     assert str(poll.task_id) in request["RoleSessionName"]
     assert request["RoleArn"] == role_arn(poll)
-
-
-def test_private_addresses_parse_when_moto_reports_them(world: World) -> None:
-    snapshot = _discover(AwsAccess(), ACCOUNT_A, ["eu-west-1"])["eu-west-1"]
-
-    assert all(
-        ip_address(str(a.address)).is_private
-        for eni in snapshot.enis
-        for a in eni.private_addresses
-    )

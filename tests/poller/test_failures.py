@@ -1,0 +1,192 @@
+"""Failures: each is reported with its kind and reason, never as an empty region."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from services.poller.aws import AwsAccess
+from services.poller.service import Poller, PollLimits
+from shared.events import FailureKind
+from tests.poller.fakes import (
+    FakeClock,
+    Faults,
+    RecordingOutbox,
+    account_session,
+    always,
+    delayed,
+    error_response,
+    every_nth,
+    poll_for,
+)
+
+ACCOUNT = "333333333333"
+OTHER_ACCOUNT = "444444444444"
+REGIONS = ["us-east-1", "eu-west-1"]
+
+
+@pytest.fixture(scope="module")
+def enis(moto: None) -> dict[str, set[str]]:
+    """A few ENIs in each region of the account; their ids per region."""
+    session = account_session(ACCOUNT)
+    found = {}
+    for region in REGIONS:
+        ec2 = session.client("ec2", region_name=region)
+        subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        for _ in range(3):
+            ec2.create_network_interface(SubnetId=subnet)
+        found[region] = {
+            eni["NetworkInterfaceId"]
+            for eni in ec2.describe_network_interfaces()["NetworkInterfaces"]
+        }
+    return found
+
+
+async def _poll(
+    faults: Faults,
+    *,
+    account: str = ACCOUNT,
+    max_attempts: int = 3,
+    region_seconds: float = 30,
+    clock: Callable[[], Any] | None = None,
+    **fields: Any,
+) -> RecordingOutbox:
+    outbox = RecordingOutbox()
+    aws = AwsAccess(client_hook=faults.register, max_attempts=max_attempts, clock=clock)
+    poller = Poller(
+        aws,
+        outbox,
+        PollLimits(calls_per_second=50, region_timeout_seconds=region_seconds),
+    )
+    await poller.poll(poll_for(account, REGIONS, **fields))
+    return outbox
+
+
+def _throttled() -> Any:
+    return error_response(400, "RequestLimitExceeded", "Request limit exceeded.")
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "words"),
+    [
+        (
+            always(lambda: error_response(403, "UnauthorizedOperation", "no")),
+            FailureKind.ACCESS_DENIED,
+            "UnauthorizedOperation",
+        ),
+        (
+            always(lambda: error_response(401, "OptInRequired", "opt in first")),
+            FailureKind.REGION_NOT_ENABLED,
+            "OptInRequired",
+        ),
+        (always(_throttled), FailureKind.THROTTLED, "RequestLimitExceeded"),
+        (delayed(2.0), FailureKind.TIMEOUT, "within 5 s"),
+        (
+            always(lambda: error_response(400, "UnsupportedOperation", "odd")),
+            FailureKind.OTHER,
+            "UnsupportedOperation",
+        ),
+    ],
+    ids=["access_denied", "region_not_enabled", "throttled", "timeout", "other"],
+)
+async def test_region_is_reported_failed_and_others_still_emitted_when_it_fails(
+    enis: dict[str, set[str]], fault: Any, kind: FailureKind, words: str
+) -> None:
+    faults = Faults()
+    faults.by_region["eu-west-1"] = fault
+
+    outbox = await _poll(faults, max_attempts=2, region_seconds=5.0)
+
+    [failed] = outbox.failed
+    assert (failed.region, failed.kind) == ("eu-west-1", kind)
+    assert words in failed.reason
+    assert failed.regions == ["eu-west-1"]
+    assert list(outbox.discovered) == ["us-east-1"]
+    assert {e.eni_id for e in outbox.discovered["us-east-1"].enis} == enis["us-east-1"]
+
+
+async def test_whole_poll_fails_with_reason_when_assume_role_is_denied(
+    enis: dict[str, set[str]],
+) -> None:
+    faults = Faults()
+    faults.sts = always(lambda: error_response(403, "AccessDenied", "not trusted"))
+
+    outbox = await _poll(faults)
+
+    [failed] = outbox.failed
+    assert (failed.region, failed.regions) == (None, REGIONS)
+    assert failed.kind == FailureKind.ASSUME_ROLE_FAILED
+    assert "AccessDenied" in failed.reason and "not trusted" in failed.reason
+    assert outbox.discovered == {}
+    assert len(outbox.started) == 1
+
+
+async def test_whole_poll_fails_when_the_role_belongs_to_another_account(
+    enis: dict[str, set[str]],
+) -> None:
+    faults = Faults()
+    foreign_role = f"arn:aws:iam::{OTHER_ACCOUNT}:role/PaloInventoryInspectionRole"
+
+    outbox = await _poll(faults, role_arn=foreign_role)
+
+    [failed] = outbox.failed
+    assert failed.kind == FailureKind.IDENTITY_MISMATCH
+    assert OTHER_ACCOUNT in failed.reason and ACCOUNT in failed.reason
+    assert (failed.region, failed.regions) == (None, REGIONS)
+    assert outbox.discovered == {}
+
+
+async def test_snapshot_is_complete_when_a_third_of_the_calls_are_throttled(
+    enis: dict[str, set[str]],
+) -> None:
+    faults = Faults()
+    faults.by_region["us-east-1"] = every_nth(3, _throttled)
+
+    outbox = await _poll(faults, max_attempts=4)
+
+    assert outbox.failed == []
+    assert {e.eni_id for e in outbox.discovered["us-east-1"].enis} == enis["us-east-1"]
+    assert len(outbox.discovered["us-east-1"].vpcs) == len(
+        account_session(ACCOUNT).client("ec2").describe_vpcs()["Vpcs"]
+    )
+
+
+async def test_role_credentials_are_renewed_when_they_expire_mid_poll(
+    enis: dict[str, set[str]],
+) -> None:
+    clock = FakeClock()
+    faults = Faults()
+    keys: list[str] = []
+
+    def expire_after_two_calls(request: Any) -> Any:
+        key = request.headers["Authorization"].split(b"Credential=")[1].split(b"/")[0]
+        keys.append(key.decode())
+        if len(keys) == 2:
+            # An hour passes after this call: the role session is about to end,
+            # and AWS refuses its key from then on.
+            clock.offset = timedelta(minutes=59, seconds=55)
+        elif clock.offset and keys[-1] == keys[0]:
+            return error_response(400, "ExpiredToken", "token expired")
+        return None
+
+    faults.by_region["us-east-1"] = expire_after_two_calls
+    outbox = await _poll(faults, clock=clock)
+
+    assert outbox.failed == []
+    assert {e.eni_id for e in outbox.discovered["us-east-1"].enis} == enis["us-east-1"]
+    assert len(faults.calls("AssumeRole")) >= 2
+    assert len(set(keys)) >= 2
+    assert keys[0] not in keys[2:]
+
+
+def test_moto_session_helper_is_in_the_right_account(moto: None) -> None:
+    session = account_session(ACCOUNT)
+
+    identity = session.client("sts").get_caller_identity()
+
+    assert identity["Account"] == ACCOUNT
+    assert isinstance(session, boto3.Session)
