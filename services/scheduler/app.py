@@ -65,17 +65,18 @@ async def build(
     config: ScheduleConfig | None = None,
 ) -> SchedulerApp:
     """Connect to NATS (retrying while it is not up yet) and wire a replica."""
+    config = config or schedule_config(settings)
     names = BusNames(settings.nats_namespace)
     servers = [server.strip() for server in settings.nats_url.split(",")]
     broker = NatsBroker(servers, max_reconnect_attempts=-1)
     await _connect(broker, servers)
     js = broker.connection.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
 
-    await ensure_poller_consumer(js, names, settings.scheduled_polling_max_concurrent)
+    await ensure_poller_consumer(js, names, config.max_concurrent)
     kv = await scheduler_bucket(js, names)
     engine = make_engine(settings.database_url)
     scheduler = Scheduler(
-        config or schedule_config(settings),
+        config,
         clock or SystemClock(),
         SqlAccounts(engine),
         JetStreamBus(js, names),
