@@ -14,9 +14,23 @@ from enum import StrEnum
 from typing import Literal
 
 from croniter import croniter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
-from shared.events import AuthMethod, TaskStatus
+from shared.events import (
+    AccountId,
+    AuthMethod,
+    ExternalId,
+    RegionName,
+    RoleArn,
+    RoleName,
+    TaskStatus,
+)
 
 TASK_NAMESPACE = uuid.UUID("5b0f6c1e-8a53-4c55-9d1c-2f7d3c0a9e41")
 """uuid5 namespace of every task id the scheduler makes."""
@@ -49,7 +63,27 @@ def ineligibility(account: AccountRow) -> str | None:
         return "account has neither a role name nor a role ARN"
     if not account.regions:
         return "account has no region"
+    try:
+        _PollFields(
+            account_id=account.account_id,
+            regions=list(account.regions),
+            role_name=account.default_role_name,
+            role_arn=account.role_arn,
+            external_id=account.external_id,
+        )
+    except ValidationError as error:
+        return f"account data cannot be polled: {error.errors()[0]['msg']}"
     return None
+
+
+class _PollFields(BaseModel):
+    """The account fields a poll carries, checked against the contract once."""
+
+    account_id: AccountId
+    regions: list[RegionName]
+    role_name: RoleName | None
+    role_arn: RoleArn | None
+    external_id: ExternalId | None
 
 
 class CycleKind(StrEnum):
@@ -145,7 +179,8 @@ def plan_cycle(
 
 
 def _child(cycle_id: str, account: AccountRow, busy_reason: str | None) -> PlannedPoll:
-    return PlannedPoll(
+    # Built without validation: eligibility has checked the fields already.
+    return PlannedPoll.model_construct(
         task_id=task_id(cycle_id, account.account_id),
         account_id=account.account_id,
         regions=list(account.regions),

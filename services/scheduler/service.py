@@ -31,6 +31,7 @@ from services.scheduler.clock import Clock
 from services.scheduler.planning import (
     CycleKind,
     CyclePlan,
+    PlannedPoll,
     cron_interval,
     ineligibility,
     manual_cycle_id,
@@ -231,6 +232,12 @@ class Scheduler:
 
         return plan.polls[0].task_id
 
+    async def wait_for_cycle(self, cycle_id: str) -> None:
+        """Return once this replica has carried `cycle_id` to its end."""
+        runner = self._runners.get(cycle_id)
+        if runner is not None:
+            await asyncio.shield(runner)
+
     # --- Cycles -------------------------------------------------------------
 
     async def _adopt(self, plan: CyclePlan) -> CyclePlan:
@@ -329,7 +336,7 @@ class Scheduler:
         while cursor.published < len(polls) and cursor.finished_at is None:
             await self._clock.sleep_until(plan.due_at(cursor.published))
             cursor = await self._retrying(
-                "publish", functools.partial(self._publish_due, plan, cursor)
+                "publish", functools.partial(self._publish_due, plan, polls, cursor)
             )
 
         if cursor.finished_at is None:
@@ -341,8 +348,9 @@ class Scheduler:
                 lambda: self._store.mark_finished(cycle_id, finished_at),
             )
 
-    async def _publish_due(self, plan: CyclePlan, cursor: Cursor) -> Cursor:
-        polls = plan.polls
+    async def _publish_due(
+        self, plan: CyclePlan, polls: list[PlannedPoll], cursor: Cursor
+    ) -> Cursor:
         now = self._clock.now()
         end = cursor.published
         while end < min(len(polls), cursor.published + PUBLISH_BATCH):
