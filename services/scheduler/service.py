@@ -108,6 +108,7 @@ class Scheduler:
             next_run_at=self._next_run_at.isoformat(),
         )
         await self._retrying("write_state", self._write_state)
+        await self._retrying("list_plans", self._register_unlisted)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._cron_loop())
@@ -147,6 +148,14 @@ class Scheduler:
             pass  # an empty cycle, already logged
         except TimeoutError:
             log.error("cycle_abandoned", fire_time=fire.isoformat())
+
+    async def _register_unlisted(self) -> None:
+        """List plans stored by a replica that stopped before listing them."""
+        listed = await self._store.cycles()
+        for cycle_id in await self._store.planned_cycles():
+            if cycle_id not in listed:
+                log.info("cycle_recovered", cycle_id=cycle_id)
+                await self._store.register(cycle_id, self._clock.now())
 
     async def _scan_loop(self) -> None:
         """Pick up cycles this replica did not start (another's, or before restart)."""
@@ -243,7 +252,6 @@ class Scheduler:
     async def _adopt(self, plan: CyclePlan) -> CyclePlan:
         """Store `plan`, or return the plan another replica stored for the cycle."""
         if await self._store.create_plan(plan):
-            await self._store.register(plan.cycle_id, self._clock.now())
             self._log_planned(plan)
         else:
             stored = await self._store.load_plan(plan.cycle_id)
@@ -252,6 +260,9 @@ class Scheduler:
             log.debug("cycle_joined", cycle_id=plan.cycle_id)
             plan = stored
         self._plans[plan.cycle_id] = plan
+        # Every replica that saw the plan lists it, so a crash right after
+        # the plan was stored cannot leave it out of the index.
+        await self._store.register(plan.cycle_id, self._clock.now())
 
         return plan
 

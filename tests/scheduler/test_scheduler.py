@@ -11,8 +11,14 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from services.scheduler.adapters.nats import STATE_KEY, scheduler_bucket
-from shared.bus import BusNames
+from services.scheduler.adapters.nats import (
+    STATE_KEY,
+    JetStreamBus,
+    KvCycleStore,
+    scheduler_bucket,
+)
+from services.scheduler.planning import AccountRow, CycleKind, plan_cycle
+from shared.bus import BusNames, ensure_poller_consumer
 from shared.events import ScheduleState
 from tests.scheduler.conftest import (
     FIRE,
@@ -259,3 +265,27 @@ async def _published_state(
     state = await schedule_state(nats_client, names)
     current = state.current_cycle
     return state if current and current.published == published else None
+
+
+async def test_a_plan_left_by_a_dead_replica_is_carried_out_once_when_one_starts(
+    db: AsyncEngine, nats_client: NatsClient, names: BusNames, start_replica
+) -> None:
+    """The dead replica had stored its plan and sent the first poll, nothing else."""
+    ids = account_ids(3)
+    accounts = [
+        AccountRow(i, "instance_role", True, "Role", None, None, ("us-east-1",))
+        for i in ids
+    ]
+    clock = FakeClock(FIRE)
+    plan = plan_cycle("manual-dead", CycleKind.MANUAL, accounts, {}, FIRE, 0, "eve")
+    js = nats_client.jetstream()
+    await ensure_poller_consumer(js, names, 2)
+    await KvCycleStore(await scheduler_bucket(js, names)).create_plan(plan)
+    await JetStreamBus(js, names).publish_polls(plan, plan.polls[:1], FIRE)
+
+    await start_replica(clock)
+    await settled_polls(nats_client, names, 3)
+
+    sent = await polls(nats_client, names)
+    assert [poll["account_id"] for poll in sent] == ids
+    assert len(await tasks_created(nats_client, names)) == 4

@@ -16,6 +16,7 @@ from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NoKeysError,
 )
 from nats.js.kv import KeyValue
 
@@ -237,6 +238,17 @@ class KvCycleStore:
             else None
             for cycle_id, entry in index.items()
         }
+
+    async def planned_cycles(self) -> list[str]:
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return []
+        return [
+            key.removeprefix("cycle.").removesuffix(".plan")
+            for key in keys
+            if key.startswith("cycle.") and key.endswith(".plan")
+        ]
 
     async def forget(self, cycle_ids: list[str]) -> None:
         def drop(index: dict[str, Any]) -> bool:
