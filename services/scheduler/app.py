@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import structlog
@@ -68,7 +69,11 @@ async def build(
     config = config or schedule_config(settings)
     names = BusNames(settings.nats_namespace)
     servers = [server.strip() for server in settings.nats_url.split(",")]
-    broker = NatsBroker(servers, max_reconnect_attempts=-1)
+    broker = NatsBroker(
+        servers,
+        max_reconnect_attempts=-1,
+        logger=logging.getLogger("services.scheduler.broker"),
+    )
     await _connect(broker, servers)
     js = broker.connection.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
 
