@@ -224,3 +224,12 @@ def next_fire(cron: str, after: datetime) -> datetime:
 def cron_interval(cron: str, fire: datetime) -> timedelta:
     """Time from the fire at `fire` to the next one."""
     return next_fire(cron, fire) - fire
+
+
+def previous_fire(cron: str, before: datetime) -> datetime:
+    """The last time strictly before `before` when `cron` fired (UTC)."""
+    try:
+        fire: datetime = croniter(cron, before).get_prev(datetime)
+    except (ValueError, KeyError) as error:  # croniter's errors are ValueErrors
+        raise CronError(f"{cron!r}: {error}") from error
+    return fire

@@ -38,6 +38,7 @@ from services.scheduler.planning import (
     next_fire,
     overrun,
     plan_cycle,
+    previous_fire,
     scheduled_cycle_id,
 )
 from services.scheduler.ports import AccountsReader, Cursor, CycleStore, TaskBus
@@ -49,6 +50,9 @@ T = TypeVar("T")
 
 PUBLISH_BATCH = 500
 """Most polls published at once when many are due together."""
+
+CATCH_UP = timedelta(minutes=5)
+"""A fire time at most this long before a replica starts is still run."""
 
 RETENTION = timedelta(hours=6)
 """How long a finished cycle's plan is kept (it marks the cycle as done)."""
@@ -119,6 +123,12 @@ class Scheduler:
 
     async def _cron_loop(self) -> None:
         fire = self._clock.now()
+        missed = previous_fire(self._config.cron, fire + timedelta(seconds=1))
+        if missed <= fire and fire - missed <= CATCH_UP:
+            # Down at the fire time (a restart, a deploy): run that cycle now,
+            # or join it if another replica did. Its id makes this safe.
+            log.info("cycle_catching_up", fire_time=missed.isoformat())
+            await self._fire(missed)
         while True:
             fire = next_fire(self._config.cron, max(fire, self._clock.now()))
             self._next_run_at = fire

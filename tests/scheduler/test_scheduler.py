@@ -289,3 +289,22 @@ async def test_a_plan_left_by_a_dead_replica_is_carried_out_once_when_one_starts
     sent = await polls(nats_client, names)
     assert [poll["account_id"] for poll in sent] == ids
     assert len(await tasks_created(nats_client, names)) == 4
+
+
+async def test_a_fire_missed_minutes_ago_is_run_once_when_a_replica_starts(
+    db: AsyncEngine, nats_client: NatsClient, names: BusNames, start_replica
+) -> None:
+    ids = account_ids(3)
+    await seed_accounts(db, *(AccountSeed(i) for i in ids))
+    clock = FakeClock(FIRE + timedelta(seconds=45))
+    await start_replica(clock)
+    caught_up = await settled_polls(nats_client, names, 2)
+
+    await start_replica(clock)
+    await clock.advance(15)
+    await settled_polls(nats_client, names, 3)
+
+    sent = await polls(nats_client, names)
+    assert caught_up == 2
+    assert [poll["account_id"] for poll in sent] == ids
+    assert {poll["cycle_id"] for poll in sent} == {"scheduled-20260101T120000Z"}
