@@ -214,11 +214,12 @@ def overrun(
 
 def next_fire(cron: str, after: datetime) -> datetime:
     """The first time strictly after `after` when `cron` fires (UTC)."""
-    try:
-        fire: datetime = croniter(cron, after).get_next(datetime)
-    except (ValueError, KeyError) as error:  # croniter's errors are ValueErrors
-        raise CronError(f"{cron!r}: {error}") from error
-    return fire
+    return _fire(cron, after, forward=True)
+
+
+def previous_fire(cron: str, before: datetime) -> datetime:
+    """The last time strictly before `before` when `cron` fired (UTC)."""
+    return _fire(cron, before, forward=False)
 
 
 def cron_interval(cron: str, fire: datetime) -> timedelta:
@@ -226,10 +227,12 @@ def cron_interval(cron: str, fire: datetime) -> timedelta:
     return next_fire(cron, fire) - fire
 
 
-def previous_fire(cron: str, before: datetime) -> datetime:
-    """The last time strictly before `before` when `cron` fired (UTC)."""
+def _fire(cron: str, start: datetime, forward: bool) -> datetime:
     try:
-        fire: datetime = croniter(cron, before).get_prev(datetime)
+        schedule = croniter(cron, start)
+        fire: datetime = (
+            schedule.get_next(datetime) if forward else schedule.get_prev(datetime)
+        )
     except (ValueError, KeyError) as error:  # croniter's errors are ValueErrors
         raise CronError(f"{cron!r}: {error}") from error
     return fire
