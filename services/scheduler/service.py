@@ -48,8 +48,12 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-PUBLISH_BATCH = 500
-"""Most polls published at once when many are due together."""
+PUBLISH_BATCH = 2000
+"""Most polls published at once when many are due together (under nats-py's
+limit of 4,000 unacknowledged pipelined publishes)."""
+
+STATE_EVERY = timedelta(seconds=1)
+"""Least time between two progress updates of the operators' view."""
 
 CATCH_UP = timedelta(minutes=5)
 """A fire time at most this long before a replica starts is still run."""
@@ -97,6 +101,7 @@ class Scheduler:
         self._plans: dict[str, CyclePlan] = {}
         self._planning = asyncio.Lock()
         self._next_run_at: datetime | None = None
+        self._state_written_at: datetime | None = None
 
     # --- Running ------------------------------------------------------------
 
@@ -394,7 +399,8 @@ class Scheduler:
                 account_id=poll.account_id,
                 task_id=str(poll.task_id),
             )
-        await self._write_state(current=self._progress(plan, moved))
+        if self._state_due(moved.published == len(polls)):
+            await self._write_state(current=self._progress(plan, moved))
 
         return moved
 
@@ -480,6 +486,17 @@ class Scheduler:
             waiting=waiting,
             next_due_at=plan.due_at(cursor.published) if waiting else None,
         )
+
+    def _state_due(self, last_batch: bool) -> bool:
+        """Throttle progress updates when polls come in quick batches."""
+        now = self._clock.now()
+        if last_batch or self._state_written_at is None:
+            due = True
+        else:
+            due = now - self._state_written_at >= STATE_EVERY
+        if due:
+            self._state_written_at = now
+        return due
 
     async def _write_state(
         self,

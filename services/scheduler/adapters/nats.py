@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -31,8 +32,11 @@ from shared.events import (
     TaskKind,
 )
 
-ACK_TIMEOUT_SECONDS = 30.0
-"""Longest wait for JetStream to acknowledge a batch of publishes."""
+ACK_TIMEOUT_SECONDS = 60.0
+"""Longest time for publishing one batch and having it acknowledged."""
+
+WINDOW = 1000
+"""Publishes awaiting their acknowledgement at once."""
 
 STATE_KEY = "schedule"
 INDEX_KEY = "cycles"
@@ -117,25 +121,27 @@ class JetStreamBus:
     async def _publish_all(
         self, subject: str, messages: Iterable[tuple[str, Contract]]
     ) -> None:
-        """Publish pipelined; raise unless JetStream stored (or de-duplicated) all."""
-        acks: list[asyncio.Future[PubAck]] = []
-        for msg_id, message in messages:
-            acks.append(
+        """Publish pipelined; raise unless JetStream stored (or de-duplicated) all.
+
+        At most `WINDOW` publishes wait for their acknowledgement at a time,
+        well under the client's own limit, past which it stalls each publish.
+        """
+        window: deque[asyncio.Future[PubAck]] = deque()
+        async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
+            for msg_id, message in messages:
+                if len(window) >= WINDOW:
+                    await window.popleft()
                 # No `wait_stall`: with one, every publish yields to the
                 # flusher and each message costs a socket write of its own.
-                await self._js.publish_async(
-                    subject,
-                    message.model_dump_json().encode(),
-                    headers={"Nats-Msg-Id": msg_id},
+                window.append(
+                    await self._js.publish_async(
+                        subject,
+                        message.model_dump_json().encode(),
+                        headers={"Nats-Msg-Id": msg_id},
+                    )
                 )
-            )
-        if not acks:
-            return
-        async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
-            results = await asyncio.gather(*acks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+            for ack in window:
+                await ack
 
 
 async def scheduler_bucket(js: JetStreamContext, names: BusNames) -> KeyValue:
