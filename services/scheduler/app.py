@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 CONNECT_ATTEMPTS = 30
 CONNECT_PAUSE_SECONDS = 2.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 10.0
 
 
 def schedule_config(settings: SchedulerSettings) -> ScheduleConfig:
@@ -56,7 +57,12 @@ class SchedulerApp:
             await self.close()
 
     async def close(self) -> None:
-        await self.broker.stop()
+        """Stop answering and disconnect, never waiting more than a few seconds."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.broker.stop()
+        except TimeoutError:
+            log.warning("broker_stop_timed_out", seconds=CLOSE_TIMEOUT_SECONDS)
         await self.engine.dispose()
 
 

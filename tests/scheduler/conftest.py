@@ -160,7 +160,9 @@ class Replica:
 
     async def kill(self) -> None:
         self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.wait_for(
+            asyncio.gather(self.task, return_exceptions=True), timeout=30
+        )
 
 
 @pytest.fixture
