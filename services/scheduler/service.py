@@ -399,7 +399,11 @@ class Scheduler:
                 account_id=poll.account_id,
                 task_id=str(poll.task_id),
             )
-        if self._state_due(moved.published == len(polls)):
+        # A one-account poll is not a cycle of the schedule: operators see
+        # it as a task, not in the schedule state.
+        if plan.kind is not CycleKind.ACCOUNT and self._state_due(
+            moved.published == len(polls)
+        ):
             await self._write_state(current=self._progress(plan, moved))
 
         return moved
@@ -422,7 +426,8 @@ class Scheduler:
             duration_seconds=round((now - plan.started_at).total_seconds(), 3),
             next_run_at=self._next_run_at.isoformat() if self._next_run_at else None,
         )
-        await self._write_state(finished=progress)
+        if plan.kind is not CycleKind.ACCOUNT:
+            await self._write_state(finished=progress)
         await self._prune(now)
 
     async def _prune(self, now: datetime) -> None:
