@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -35,8 +34,8 @@ from shared.events import (
 ACK_TIMEOUT_SECONDS = 60.0
 """Longest time for publishing one batch and having it acknowledged."""
 
-WINDOW = 1000
-"""Publishes awaiting their acknowledgement at once."""
+CHUNK = 1000
+"""Publishes sent back to back before awaiting the previous chunk's acks."""
 
 STATE_KEY = "schedule"
 INDEX_KEY = "cycles"
@@ -123,25 +122,28 @@ class JetStreamBus:
     ) -> None:
         """Publish pipelined; raise unless JetStream stored (or de-duplicated) all.
 
-        At most `WINDOW` publishes wait for their acknowledgement at a time,
-        well under the client's own limit, past which it stalls each publish.
+        Messages go out in chunks published without a pause, and a chunk's
+        acknowledgements are awaited once the next chunk is out: the socket
+        gets large writes and at most two chunks wait at a time, under the
+        client's own limit past which it stalls every publish.
         """
-        window: deque[asyncio.Future[PubAck]] = deque()
+        in_flight: list[asyncio.Future[PubAck]] = []
+        chunk: list[asyncio.Future[PubAck]] = []
         async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
             for msg_id, message in messages:
-                if len(window) >= WINDOW:
-                    await window.popleft()
                 # No `wait_stall`: with one, every publish yields to the
                 # flusher and each message costs a socket write of its own.
-                window.append(
+                chunk.append(
                     await self._js.publish_async(
                         subject,
                         message.model_dump_json().encode(),
                         headers={"Nats-Msg-Id": msg_id},
                     )
                 )
-            for ack in window:
-                await ack
+                if len(chunk) == CHUNK:
+                    await asyncio.gather(*in_flight)
+                    in_flight, chunk = chunk, []
+            await asyncio.gather(*in_flight, *chunk)
 
 
 async def scheduler_bucket(js: JetStreamContext, names: BusNames) -> KeyValue:
