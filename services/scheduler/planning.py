@@ -232,9 +232,10 @@ def previous_fire(cron: str, before: datetime) -> datetime:
     return _fire(cron, before, forward=False)
 
 
-def cron_interval(cron: str, fire: datetime) -> timedelta:
-    """Time from the fire at `fire` to the next one."""
-    return next_fire(cron, fire) - fire
+def cron_interval(cron: str, at: datetime) -> timedelta:
+    """Time between the two fires that follow `at` (a cycle's time budget)."""
+    first = next_fire(cron, at)
+    return next_fire(cron, first) - first
 
 
 def _fire(cron: str, start: datetime, forward: bool) -> datetime:

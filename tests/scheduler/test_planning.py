@@ -10,6 +10,7 @@ from services.scheduler.planning import (
     AccountRow,
     CronError,
     CycleKind,
+    cron_interval,
     ineligibility,
     next_fire,
     overrun,
@@ -132,3 +133,10 @@ def test_an_account_is_not_planned_when_its_region_breaks_the_poll_contract():
     assert ineligibility(account("111111111111", regions=("Mars",))) == (
         "region 'Mars' cannot be carried by a poll"
     )
+
+
+def test_the_interval_is_the_cron_period_when_a_cycle_starts_between_fires():
+    late_in_the_hour = datetime(2026, 1, 1, 12, 55, tzinfo=UTC)
+
+    assert cron_interval("0 * * * *", late_in_the_hour) == timedelta(hours=1)
+    assert cron_interval("0 * * * *", FIRE) == timedelta(hours=1)
