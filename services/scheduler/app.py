@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 import structlog
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 CONNECT_ATTEMPTS = 30
 CONNECT_PAUSE_SECONDS = 2.0
 PUBLISH_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 10.0
 
 
 def schedule_config(settings: SchedulerSettings) -> ScheduleConfig:
@@ -55,7 +57,12 @@ class SchedulerApp:
             await self.close()
 
     async def close(self) -> None:
-        await self.broker.stop()
+        """Stop answering and disconnect, never waiting more than a few seconds."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.broker.stop()
+        except TimeoutError:
+            log.warning("broker_stop_timed_out", seconds=CLOSE_TIMEOUT_SECONDS)
         await self.engine.dispose()
 
 
@@ -65,17 +72,22 @@ async def build(
     config: ScheduleConfig | None = None,
 ) -> SchedulerApp:
     """Connect to NATS (retrying while it is not up yet) and wire a replica."""
+    config = config or schedule_config(settings)
     names = BusNames(settings.nats_namespace)
     servers = [server.strip() for server in settings.nats_url.split(",")]
-    broker = NatsBroker(servers, max_reconnect_attempts=-1)
+    broker = NatsBroker(
+        servers,
+        max_reconnect_attempts=-1,
+        logger=logging.getLogger("services.scheduler.broker"),
+    )
     await _connect(broker, servers)
     js = broker.connection.jetstream(timeout=PUBLISH_TIMEOUT_SECONDS)
 
-    await ensure_poller_consumer(js, names, settings.scheduled_polling_max_concurrent)
+    await ensure_poller_consumer(js, names, config.max_concurrent)
     kv = await scheduler_bucket(js, names)
     engine = make_engine(settings.database_url)
     scheduler = Scheduler(
-        config or schedule_config(settings),
+        config,
         clock or SystemClock(),
         SqlAccounts(engine),
         JetStreamBus(js, names),

@@ -7,6 +7,7 @@ name the same tasks.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,9 +15,24 @@ from enum import StrEnum
 from typing import Literal
 
 from croniter import croniter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 
-from shared.events import AuthMethod, TaskStatus
+from shared.events import (
+    AccountId,
+    AuthMethod,
+    ExternalId,
+    RegionName,
+    RoleArn,
+    RoleName,
+    TaskStatus,
+)
 
 TASK_NAMESPACE = uuid.UUID("5b0f6c1e-8a53-4c55-9d1c-2f7d3c0a9e41")
 """uuid5 namespace of every task id the scheduler makes."""
@@ -49,7 +65,35 @@ def ineligibility(account: AccountRow) -> str | None:
         return "account has neither a role name nor a role ARN"
     if not account.regions:
         return "account has no region"
+    fields = [
+        ("account id", account.account_id),
+        ("role name", account.default_role_name),
+        ("role ARN", account.role_arn),
+        ("external id", account.external_id),
+    ] + [("region", region) for region in account.regions]
+    for field, value in fields:
+        if value is not None and not _valid(field, value):
+            return f"{field} {value!r} cannot be carried by a poll"
     return None
+
+
+_CONSTRAINTS: dict[str, TypeAdapter[str]] = {
+    "account id": TypeAdapter(AccountId),
+    "role name": TypeAdapter(RoleName),
+    "role ARN": TypeAdapter(RoleArn),
+    "external id": TypeAdapter(ExternalId),
+    "region": TypeAdapter(RegionName),
+}
+
+
+@functools.lru_cache(maxsize=65_536)
+def _valid(field: str, value: str) -> bool:
+    """Whether `value` meets the contract's constraint; values repeat a lot."""
+    try:
+        _CONSTRAINTS[field].validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class CycleKind(StrEnum):
@@ -145,7 +189,8 @@ def plan_cycle(
 
 
 def _child(cycle_id: str, account: AccountRow, busy_reason: str | None) -> PlannedPoll:
-    return PlannedPoll(
+    # Built without validation: eligibility has checked the fields already.
+    return PlannedPoll.model_construct(
         task_id=task_id(cycle_id, account.account_id),
         account_id=account.account_id,
         regions=list(account.regions),
@@ -179,13 +224,26 @@ def overrun(
 
 def next_fire(cron: str, after: datetime) -> datetime:
     """The first time strictly after `after` when `cron` fires (UTC)."""
+    return _fire(cron, after, forward=True)
+
+
+def previous_fire(cron: str, before: datetime) -> datetime:
+    """The last time strictly before `before` when `cron` fired (UTC)."""
+    return _fire(cron, before, forward=False)
+
+
+def cron_interval(cron: str, at: datetime) -> timedelta:
+    """Time between the two fires that follow `at` (a cycle's time budget)."""
+    first = next_fire(cron, at)
+    return next_fire(cron, first) - first
+
+
+def _fire(cron: str, start: datetime, forward: bool) -> datetime:
     try:
-        fire: datetime = croniter(cron, after).get_next(datetime)
+        schedule = croniter(cron, start)
+        fire: datetime = (
+            schedule.get_next(datetime) if forward else schedule.get_prev(datetime)
+        )
     except (ValueError, KeyError) as error:  # croniter's errors are ValueErrors
         raise CronError(f"{cron!r}: {error}") from error
     return fire
-
-
-def cron_interval(cron: str, fire: datetime) -> timedelta:
-    """Time from the fire at `fire` to the next one."""
-    return next_fire(cron, fire) - fire

@@ -31,12 +31,14 @@ from services.scheduler.clock import Clock
 from services.scheduler.planning import (
     CycleKind,
     CyclePlan,
+    PlannedPoll,
     cron_interval,
     ineligibility,
     manual_cycle_id,
     next_fire,
     overrun,
     plan_cycle,
+    previous_fire,
     scheduled_cycle_id,
 )
 from services.scheduler.ports import AccountsReader, Cursor, CycleStore, TaskBus
@@ -46,8 +48,15 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-PUBLISH_BATCH = 500
-"""Most polls published at once when many are due together."""
+PUBLISH_BATCH = 2000
+"""Most polls published at once when many are due together (under nats-py's
+limit of 4,000 unacknowledged pipelined publishes)."""
+
+STATE_EVERY = timedelta(seconds=1)
+"""Least time between two progress updates of the operators' view."""
+
+CATCH_UP = timedelta(minutes=5)
+"""A fire time at most this long before a replica starts is still run."""
 
 RETENTION = timedelta(hours=6)
 """How long a finished cycle's plan is kept (it marks the cycle as done)."""
@@ -92,6 +101,7 @@ class Scheduler:
         self._plans: dict[str, CyclePlan] = {}
         self._planning = asyncio.Lock()
         self._next_run_at: datetime | None = None
+        self._state_written_at: datetime | None = None
 
     # --- Running ------------------------------------------------------------
 
@@ -107,6 +117,7 @@ class Scheduler:
             next_run_at=self._next_run_at.isoformat(),
         )
         await self._retrying("write_state", self._write_state)
+        await self._retrying("list_plans", self._register_unlisted)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._cron_loop())
@@ -117,6 +128,12 @@ class Scheduler:
 
     async def _cron_loop(self) -> None:
         fire = self._clock.now()
+        missed = previous_fire(self._config.cron, fire + timedelta(seconds=1))
+        if missed <= fire and fire - missed <= CATCH_UP:
+            # Down at the fire time (a restart, a deploy): run that cycle now,
+            # or join it if another replica did. Its id makes this safe.
+            log.info("cycle_catching_up", fire_time=missed.isoformat())
+            await self._fire(missed)
         while True:
             fire = next_fire(self._config.cron, max(fire, self._clock.now()))
             self._next_run_at = fire
@@ -146,6 +163,14 @@ class Scheduler:
             pass  # an empty cycle, already logged
         except TimeoutError:
             log.error("cycle_abandoned", fire_time=fire.isoformat())
+
+    async def _register_unlisted(self) -> None:
+        """List plans stored by a replica that stopped before listing them."""
+        listed = await self._store.cycles()
+        for cycle_id in await self._store.planned_cycles():
+            if cycle_id not in listed:
+                log.info("cycle_recovered", cycle_id=cycle_id)
+                await self._store.register(cycle_id, self._clock.now())
 
     async def _scan_loop(self) -> None:
         """Pick up cycles this replica did not start (another's, or before restart)."""
@@ -231,12 +256,17 @@ class Scheduler:
 
         return plan.polls[0].task_id
 
+    async def wait_for_cycle(self, cycle_id: str) -> None:
+        """Return once this replica has carried `cycle_id` to its end."""
+        runner = self._runners.get(cycle_id)
+        if runner is not None:
+            await asyncio.shield(runner)
+
     # --- Cycles -------------------------------------------------------------
 
     async def _adopt(self, plan: CyclePlan) -> CyclePlan:
         """Store `plan`, or return the plan another replica stored for the cycle."""
         if await self._store.create_plan(plan):
-            await self._store.register(plan.cycle_id, self._clock.now())
             self._log_planned(plan)
         else:
             stored = await self._store.load_plan(plan.cycle_id)
@@ -245,6 +275,9 @@ class Scheduler:
             log.debug("cycle_joined", cycle_id=plan.cycle_id)
             plan = stored
         self._plans[plan.cycle_id] = plan
+        # Every replica that saw the plan lists it, so a crash right after
+        # the plan was stored cannot leave it out of the index.
+        await self._store.register(plan.cycle_id, self._clock.now())
 
         return plan
 
@@ -329,7 +362,7 @@ class Scheduler:
         while cursor.published < len(polls) and cursor.finished_at is None:
             await self._clock.sleep_until(plan.due_at(cursor.published))
             cursor = await self._retrying(
-                "publish", functools.partial(self._publish_due, plan, cursor)
+                "publish", functools.partial(self._publish_due, plan, polls, cursor)
             )
 
         if cursor.finished_at is None:
@@ -341,8 +374,9 @@ class Scheduler:
                 lambda: self._store.mark_finished(cycle_id, finished_at),
             )
 
-    async def _publish_due(self, plan: CyclePlan, cursor: Cursor) -> Cursor:
-        polls = plan.polls
+    async def _publish_due(
+        self, plan: CyclePlan, polls: list[PlannedPoll], cursor: Cursor
+    ) -> Cursor:
         now = self._clock.now()
         end = cursor.published
         while end < min(len(polls), cursor.published + PUBLISH_BATCH):
@@ -365,7 +399,12 @@ class Scheduler:
                 account_id=poll.account_id,
                 task_id=str(poll.task_id),
             )
-        await self._write_state(current=self._progress(plan, moved))
+        # A one-account poll is not a cycle of the schedule: operators see
+        # it as a task, not in the schedule state.
+        if plan.kind is not CycleKind.ACCOUNT and self._state_due(
+            moved.published == len(polls)
+        ):
+            await self._write_state(current=self._progress(plan, moved))
 
         return moved
 
@@ -387,7 +426,8 @@ class Scheduler:
             duration_seconds=round((now - plan.started_at).total_seconds(), 3),
             next_run_at=self._next_run_at.isoformat() if self._next_run_at else None,
         )
-        await self._write_state(finished=progress)
+        if plan.kind is not CycleKind.ACCOUNT:
+            await self._write_state(finished=progress)
         await self._prune(now)
 
     async def _prune(self, now: datetime) -> None:
@@ -451,6 +491,17 @@ class Scheduler:
             waiting=waiting,
             next_due_at=plan.due_at(cursor.published) if waiting else None,
         )
+
+    def _state_due(self, last_batch: bool) -> bool:
+        """Throttle progress updates when polls come in quick batches."""
+        now = self._clock.now()
+        if last_batch or self._state_written_at is None:
+            due = True
+        else:
+            due = now - self._state_written_at >= STATE_EVERY
+        if due:
+            self._state_written_at = now
+        return due
 
     async def _write_state(
         self,

@@ -59,10 +59,10 @@ class FakeClock:
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], within: float = 10.0, interval: float = 0.02
 ) -> Any:
     """Wait (really, briefly) until `check()` (sync or async) returns truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = check()
         if asyncio.iscoroutine(result):
@@ -70,7 +70,7 @@ async def eventually(
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
 
 
@@ -160,7 +160,9 @@ class Replica:
 
     async def kill(self) -> None:
         self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.wait_for(
+            asyncio.gather(self.task, return_exceptions=True), timeout=30
+        )
 
 
 @pytest.fixture

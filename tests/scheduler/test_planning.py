@@ -10,6 +10,8 @@ from services.scheduler.planning import (
     AccountRow,
     CronError,
     CycleKind,
+    cron_interval,
+    ineligibility,
     next_fire,
     overrun,
     plan_cycle,
@@ -122,3 +124,19 @@ def test_next_fire_is_minute_zero_of_the_next_hour_when_the_cron_is_the_default(
 def test_next_fire_raises_when_the_cron_never_fires():
     with pytest.raises(CronError):
         next_fire("0 0 31 2 *", FIRE)
+
+
+def test_an_account_is_not_planned_when_its_region_breaks_the_poll_contract():
+    planned = plan([account("111111111111", regions=("us-east-1", "Mars"))])
+
+    assert planned.children == []
+    assert ineligibility(account("111111111111", regions=("Mars",))) == (
+        "region 'Mars' cannot be carried by a poll"
+    )
+
+
+def test_the_interval_is_the_cron_period_when_a_cycle_starts_between_fires():
+    late_in_the_hour = datetime(2026, 1, 1, 12, 55, tzinfo=UTC)
+
+    assert cron_interval("0 * * * *", late_in_the_hour) == timedelta(hours=1)
+    assert cron_interval("0 * * * *", FIRE) == timedelta(hours=1)
