@@ -114,6 +114,9 @@ class ApiSettings(BaseServiceSettings):
         le=300,
         description="How long a write waits for the reconciler or scheduler.",
     )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes answering requests."
+    )
 
 
 S = TypeVar("S", bound=BaseServiceSettings)

@@ -106,7 +106,8 @@ _allowed_query: dict[int, frozenset[str]] = {}
 
 
 def reject_unknown_query(request: Request) -> None:
-    """Refuse query parameters a route does not know, so typos do not widen a list."""
+    """Refuse unknown query parameters (a typo must not widen a list) and
+    control characters (no id, name or tag has them)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -114,6 +115,14 @@ def reject_unknown_query(request: Request) -> None:
     if allowed is None:
         allowed = frozenset(_query_names(route.dependant))
         _allowed_query[id(route)] = allowed
+    for name, value in request.query_params.multi_items():
+        if any(ord(char) < 32 for char in value):
+            raise ApiError(
+                422,
+                ErrorCode.INVALID,
+                f"invalid {name}: control characters are not allowed",
+                [FieldProblem(field=name, reason="control characters")],
+            )
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         raise ApiError(

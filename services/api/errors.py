@@ -147,6 +147,9 @@ def _http_error(_: Request, error: Exception) -> JSONResponse:
         404: ErrorCode.NOT_FOUND,
         405: ErrorCode.METHOD_NOT_ALLOWED,
     }
+    if error.status_code == 400:
+        # A body that is not JSON is bad input like any other: 422, as documented.
+        return _answer(invalid("body", str(error.detail)))
     code = codes.get(error.status_code, ErrorCode.INVALID)
     body = ErrorBody(code=code, message=str(error.detail))
     return JSONResponse(

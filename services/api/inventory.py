@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,38 +16,34 @@ from sqlalchemy import (
     cast,
     exists,
     func,
-    inspect,
+    literal_column,
     select,
+    text,
 )
-from sqlalchemy.dialects.postgresql import CIDR, INET
+from sqlalchemy.dialects.postgresql import CIDR, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.api.errors import invalid
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import (
-    AddressOut,
     AttachmentOut,
     EniOut,
-    GroupRef,
     InstanceOut,
     IpLookup,
     IpMatch,
     OwnerOut,
-    RuleOut,
     SecurityGroupOut,
     SubnetOut,
     VpcOut,
 )
 from shared.db.models import (
-    Account,
     Ec2Instance,
     Eni,
     EniAddress,
     EniSecurityGroup,
     RegionPoll,
     SecurityGroup,
-    SecurityGroupRule,
     Subnet,
     Vpc,
 )
@@ -115,14 +111,48 @@ def _last_seen(model: type[M]) -> Any:
     )
 
 
-def _columns(row: object) -> dict[str, Any]:
-    mapper = inspect(type(row))
-    return {attr.key: getattr(row, attr.key) for attr in mapper.column_attrs}
+def _nested(name: str, sql: str) -> Any:
+    return literal_column(f"({sql})", type_=JSONB).label(name)
+
+
+# What each row carries from its child tables, as JSON built by PostgreSQL in the
+# same query: one round trip per page instead of one per child table.
+NESTED: dict[str, list[Any]] = {
+    "enis": [
+        _nested(
+            "addresses",
+            "SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,"
+            " x.kind, x.address), '[]') FROM eni_addresses x"
+            " WHERE x.eni_id = enis.eni_id",
+        ),
+        _nested(
+            "security_groups",
+            "SELECT coalesce(jsonb_agg(jsonb_build_object('group_id', l.group_id,"
+            " 'group_name', g.group_name, 'owner_account_id', g.owner_account_id)"
+            " ORDER BY l.group_id), '[]') FROM eni_security_groups l"
+            " LEFT JOIN security_groups g ON g.group_id = l.group_id"
+            " WHERE l.eni_id = enis.eni_id",
+        ),
+    ],
+    "security_groups": [
+        _nested(
+            "rules",
+            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),"
+            " '[]') FROM security_group_rules r"
+            " WHERE r.group_id = security_groups.group_id",
+        )
+    ],
+}
+
+
+def _columns(model: Any) -> list[Any]:
+    return [model.__table__, _last_seen(model), *NESTED.get(model.__table__.name, [])]
 
 
 async def _rows(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
+    """Plain rows as dicts: building ORM objects would cost more than the query."""
     result = await session.execute(statement)
-    return [{**_columns(obj), "last_seen_at": seen} for obj, seen in result.all()]
+    return [dict(row) for row in result.mappings()]
 
 
 async def page(
@@ -135,7 +165,7 @@ async def page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Rows in key order after the cursor, and the cursor of the next page."""
     scope = model.__tablename__
-    statement = select(model, _last_seen(model)).where(*filters.conditions)
+    statement = select(*_columns(model)).where(*filters.conditions)
     if cursor is not None:
         (after,) = decode_cursor(scope, cursor, 1)
         statement = statement.where(key > after)
@@ -156,7 +186,7 @@ async def by_ids(
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    statement = select(model, _last_seen(model)).where(key.in_(wanted)).order_by(key)
+    statement = select(*_columns(model)).where(key.in_(wanted)).order_by(key)
     return await _rows(session, statement)
 
 
@@ -175,76 +205,15 @@ def instances_out(rows: Sequence[dict[str, Any]]) -> list[InstanceOut]:
     return [InstanceOut.model_validate(row) for row in rows]
 
 
-async def groups_out(
-    session: AsyncSession, rows: Sequence[dict[str, Any]]
-) -> list[SecurityGroupOut]:
-    """Security groups with their rules, ingress first."""
-    ids = [row["group_id"] for row in rows]
-    rules: dict[str, list[RuleOut]] = defaultdict(list)
-    if ids:
-        result = await session.scalars(
-            select(SecurityGroupRule)
-            .where(SecurityGroupRule.group_id.in_(ids))
-            .order_by(
-                SecurityGroupRule.group_id,
-                SecurityGroupRule.is_egress,
-                SecurityGroupRule.rule_id,
-            )
-        )
-        for rule in result:
-            rules[rule.group_id].append(RuleOut.model_validate(rule))
-    return [
-        SecurityGroupOut.model_validate({**row, "rules": rules[row["group_id"]]})
-        for row in rows
-    ]
+def groups_out(rows: Sequence[dict[str, Any]]) -> list[SecurityGroupOut]:
+    """Security groups with their rules (fetched with the rows), ingress first."""
+    return [SecurityGroupOut.model_validate(row) for row in rows]
 
 
-async def enis_out(
-    session: AsyncSession, rows: Sequence[dict[str, Any]]
-) -> list[EniOut]:
-    """ENIs with their addresses (primary first) and security groups."""
-    ids = [row["eni_id"] for row in rows]
-    addresses: dict[str, list[AddressOut]] = defaultdict(list)
-    groups: dict[str, list[GroupRef]] = defaultdict(list)
-    if ids:
-        for address in await session.scalars(
-            select(EniAddress)
-            .where(EniAddress.eni_id.in_(ids))
-            .order_by(
-                EniAddress.eni_id,
-                EniAddress.is_primary.desc(),
-                EniAddress.kind,
-                EniAddress.address,
-            )
-        ):
-            addresses[address.eni_id].append(AddressOut.model_validate(address))
-        links = await session.execute(
-            select(
-                EniSecurityGroup.eni_id,
-                EniSecurityGroup.group_id,
-                SecurityGroup.group_name,
-                SecurityGroup.owner_account_id,
-            )
-            .outerjoin(
-                SecurityGroup, SecurityGroup.group_id == EniSecurityGroup.group_id
-            )
-            .where(EniSecurityGroup.eni_id.in_(ids))
-            .order_by(EniSecurityGroup.eni_id, EniSecurityGroup.group_id)
-        )
-        for eni_id, group_id, name, owner in links:
-            groups[eni_id].append(
-                GroupRef(group_id=group_id, group_name=name, owner_account_id=owner)
-            )
+def enis_out(rows: Sequence[dict[str, Any]]) -> list[EniOut]:
+    """ENIs with their addresses and security groups (fetched with the rows)."""
     return [
-        EniOut.model_validate(
-            {
-                **row,
-                "attachment": _attachment(row),
-                "addresses": addresses[row["eni_id"]],
-                "security_groups": groups[row["eni_id"]],
-            }
-        )
-        for row in rows
+        EniOut.model_validate({**row, "attachment": _attachment(row)}) for row in rows
     ]
 
 
@@ -286,100 +255,100 @@ def in_group(group_id: str) -> ColumnElement[bool]:
     )
 
 
+def _seen(alias: str) -> str:
+    """SQL for a row's last-seen time (see `_last_seen`)."""
+    return (
+        "(SELECT max(rp.last_applied_at) FROM region_polls rp"
+        f" WHERE rp.region = {alias}.region AND rp.account_id = ANY({alias}.seen_by))"
+    )
+
+
+def _row(alias: str) -> str:
+    """SQL for a row as JSON, with its last-seen time."""
+    return f"to_jsonb({alias}) || jsonb_build_object('last_seen_at', {_seen(alias)})"
+
+
+# One round trip for the whole answer: the lookup is the hottest read there is.
+IP_LOOKUP_SQL = text(
+    f"""
+WITH hits AS (
+  SELECT DISTINCT ON (a.eni_id) a.eni_id, a.address, a.kind
+  FROM eni_addresses a
+  WHERE a.address >>= CAST(:ip AS inet)
+  ORDER BY a.eni_id, masklen(a.address) DESC
+)
+SELECT
+  to_jsonb(h.address) #>> '{{}}' AS matched_address,
+  h.kind AS matched_kind,
+  {_row("e")} AS eni,
+  (SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC, x.kind,
+                             x.address), '[]')
+   FROM eni_addresses x WHERE x.eni_id = e.eni_id) AS addresses,
+  (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'group_id', l.group_id, 'group_name', g.group_name,
+            'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
+   FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
+   WHERE l.eni_id = e.eni_id) AS group_refs,
+  (SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
+            'rules',
+            (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),
+                             '[]')
+             FROM security_group_rules r WHERE r.group_id = g.group_id))
+          ORDER BY g.group_id), '[]')
+   FROM security_groups g
+   WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
+                        WHERE eni_id = e.eni_id)) AS groups,
+  (SELECT {_row("i")} FROM ec2_instances i
+   WHERE i.instance_id = e.attachment_instance_id) AS instance,
+  (SELECT {_row("s")} FROM subnets s
+   WHERE s.subnet_id = e.subnet_id) AS subnet,
+  (SELECT {_row("v")} FROM vpcs v WHERE v.vpc_id = e.vpc_id) AS vpc,
+  (SELECT account_name FROM accounts WHERE account_id = e.owner_account_id)
+    AS owner_name
+FROM hits h JOIN enis e USING (eni_id)
+ORDER BY masklen(h.address) DESC, e.eni_id
+"""
+)
+
+
 async def lookup_ip(session: AsyncSession, ip: IpAddress) -> IpLookup:
     """Every ENI holding `ip` as an address or inside a delegated prefix."""
-    found = await session.execute(
-        select(EniAddress.eni_id, EniAddress.address, EniAddress.kind)
-        .where(EniAddress.address.op(">>=")(cast(str(ip), INET)))
-        .order_by(func.masklen(EniAddress.address).desc(), EniAddress.eni_id)
-    )
-    matched: dict[str, tuple[Any, str]] = {}
-    for eni_id, address, kind in found:
-        matched.setdefault(eni_id, (address, kind))
-    if not matched:
-        return IpLookup(address=str(ip), matches=[])
+    result = await session.execute(IP_LOOKUP_SQL, {"ip": str(ip)})
 
-    enis = await enis_out(session, await by_ids(session, Eni, Eni.eni_id, matched))
-    context = await _context(session, enis)
-    matches = [
-        IpMatch(
-            matched_address=matched[eni.eni_id][0],
-            matched_kind=matched[eni.eni_id][1],
-            eni=eni,
-            instance=context.instances.get(eni.attachment.instance_id or "")
-            if eni.attachment
-            else None,
-            subnet=context.subnets.get(eni.subnet_id or ""),
-            vpc=context.vpcs.get(eni.vpc_id or ""),
-            security_groups=[
-                context.groups[ref.group_id]
-                for ref in eni.security_groups
-                if ref.group_id in context.groups
-            ],
-            owner=OwnerOut(
-                account_id=eni.owner_account_id,
-                account_name=context.account_names.get(eni.owner_account_id),
-            ),
-        )
-        for eni in enis
-    ]
+    matches = [_match(row) for row in result.mappings()]
     return IpLookup(address=str(ip), matches=matches)
 
 
-@dataclass
-class _Context:
-    instances: dict[str, InstanceOut]
-    subnets: dict[str, SubnetOut]
-    vpcs: dict[str, VpcOut]
-    groups: dict[str, SecurityGroupOut]
-    account_names: dict[str, str]
+def _match(row: Any) -> IpMatch:
+    eni = _json(row["eni"])
+    groups = _json(row["groups"])
+    return IpMatch(
+        matched_address=row["matched_address"],
+        matched_kind=row["matched_kind"],
+        eni=EniOut.model_validate(
+            {
+                **eni,
+                "attachment": _attachment(eni),
+                "addresses": _json(row["addresses"]),
+                "security_groups": _json(row["group_refs"]),
+            }
+        ),
+        instance=_optional(InstanceOut, row["instance"]),
+        subnet=_optional(SubnetOut, row["subnet"]),
+        vpc=_optional(VpcOut, row["vpc"]),
+        security_groups=[SecurityGroupOut.model_validate(g) for g in groups],
+        owner=OwnerOut(
+            account_id=eni["owner_account_id"], account_name=row["owner_name"]
+        ),
+    )
 
 
-async def _context(session: AsyncSession, enis: list[EniOut]) -> _Context:
-    instance_ids = [e.attachment.instance_id for e in enis if e.attachment]
-    instances = instances_out(
-        await by_ids(
-            session,
-            Ec2Instance,
-            Ec2Instance.instance_id,
-            [i for i in instance_ids if i],
-        )
-    )
-    subnets = subnets_out(
-        await by_ids(
-            session,
-            Subnet,
-            Subnet.subnet_id,
-            [e.subnet_id for e in enis if e.subnet_id],
-        )
-    )
-    vpcs = vpcs_out(
-        await by_ids(session, Vpc, Vpc.vpc_id, [e.vpc_id for e in enis if e.vpc_id])
-    )
-    group_rows = await by_ids(
-        session,
-        SecurityGroup,
-        SecurityGroup.group_id,
-        [ref.group_id for e in enis for ref in e.security_groups],
-    )
-    groups = await groups_out(session, group_rows)
-    owners = {e.owner_account_id for e in enis}
-    names = await session.execute(
-        select(Account.account_id, Account.account_name).where(
-            Account.account_id.in_(owners)
-        )
-    )
-    return _Context(
-        instances=_by(instances, "instance_id"),
-        subnets=_by(subnets, "subnet_id"),
-        vpcs=_by(vpcs, "vpc_id"),
-        groups=_by(groups, "group_id"),
-        account_names={account_id: name for account_id, name in names},
-    )
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _optional(model: type[B], value: Any) -> B | None:
+    return None if value is None else model.model_validate(_json(value))
 
 
 B = TypeVar("B", bound=BaseModel)
-
-
-def _by(items: list[B], key: str) -> dict[str, B]:
-    return {getattr(item, key): item for item in items}

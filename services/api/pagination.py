@@ -25,6 +25,7 @@ CursorParam = Annotated[
     str | None,
     Query(
         max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="`next_cursor` of the previous page; omit for the first page.",
     ),
 ]

@@ -6,7 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from services.api.ids import KnownRegion
 from shared.events import (
@@ -85,6 +92,13 @@ class AccountUpdate(BaseModel):
     role_arn: RoleArn | None = None
     external_id: ExternalId | None = None
     default_regions: list[KnownRegion] | None = Field(default=None, max_length=64)
+
+    @field_validator("account_name", "auth_method", "is_active", "default_regions")
+    @classmethod
+    def _not_cleared(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("can be changed but not cleared (null)")
+        return value
 
 
 class AccountOut(Out):

@@ -132,13 +132,12 @@ async def truncate_all(engine: AsyncEngine) -> None:
         await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
 
 
-@pytest.fixture
-def live_server(
-    database_url: str, names: BusNames, nats_url: str, tmp_path: Path
+@contextlib.contextmanager
+def run_server(
+    database_url: str, names: BusNames, nats_url: str, log_path: Path
 ) -> Iterator[str]:
     """`python -m services.api` in a process of its own; yields its base URL."""
     port = free_port()
-    log_path = tmp_path / "api.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -164,6 +163,26 @@ def live_server(
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture
+def live_server(
+    database_url: str, names: BusNames, nats_url: str, tmp_path: Path
+) -> Iterator[str]:
+    """The API as its own process, on this test's NATS namespace."""
+    with run_server(database_url, names, nats_url, tmp_path / "api.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_server(
+    database_url: str, nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The API as its own process, shared by a module's tests."""
+    names = BusNames(namespace=f"srv{uuid.uuid4().hex[:12]}")
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with run_server(database_url, names, nats_url, log) as url:
+        yield url
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -8,17 +8,24 @@ to refuse the next command with a given error code.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from sqlalchemy import delete, func, insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import BusNames
+from shared.db.engine import make_engine
 from shared.db.models import Account, ApiToken
 from shared.events import (
     CommandReply,
@@ -80,6 +87,10 @@ class ContractResponder:
             else:
                 try:
                     reply = await handler(command)
+                except IntegrityError as error:
+                    reply = CommandReply(
+                        ok=False, error_code=ErrorCode.INVALID, error=str(error.orig)
+                    )
                 except Exception as error:
                     self.failures.append(error)
                     raise
@@ -88,11 +99,16 @@ class ContractResponder:
         return answer
 
     async def _create_account(self, command: CreateAccount) -> CommandReply:
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                insert(Account).values(
-                    **command.account.model_dump(exclude={"schema_version"})
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    insert(Account).values(
+                        **command.account.model_dump(exclude={"schema_version"})
+                    )
                 )
+        except IntegrityError:
+            return CommandReply(
+                ok=False, error_code=ErrorCode.CONFLICT, error="account exists"
             )
         return CommandReply(ok=True, account=command.account)
 
@@ -154,3 +170,32 @@ class ContractResponder:
 
     async def _task(self, command: StartCycle | PollAccountNow) -> CommandReply:
         return CommandReply(ok=True, task_id=uuid.uuid4())
+
+
+@contextlib.contextmanager
+def responder_in_thread(
+    nats_url: str, names: BusNames, database_url: str
+) -> Iterator[ContractResponder]:
+    """A responder on an event loop of its own, for tests that block theirs."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> ContractResponder:
+        client = await nats.connect(nats_url)
+        responder = ContractResponder(client, names, make_engine(database_url))
+        await responder.start()
+        return responder
+
+    async def stop(responder: ContractResponder) -> None:
+        await responder.stop()
+        await responder.nats.drain()
+        await responder.engine.dispose()
+
+    responder = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield responder
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(responder), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)

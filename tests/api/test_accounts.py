@@ -141,6 +141,19 @@ async def test_account_is_changed_when_fields_are_sent(
     assert command.changes.model_fields_set == {"is_active", "external_id"}
 
 
+@pytest.mark.parametrize("field", ["account_name", "is_active", "default_regions"])
+async def test_update_is_refused_when_a_required_field_is_cleared(
+    client: httpx.AsyncClient, responder: ContractResponder, field: str
+) -> None:
+    response = await client.patch(
+        f"/api/v1/accounts/{seed.A}", json={field: None}, headers=ADMIN
+    )
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == field
+    assert responder.requests == []
+
+
 async def test_update_is_not_found_when_the_account_is_unknown(
     client: httpx.AsyncClient, responder: ContractResponder
 ) -> None:

@@ -171,7 +171,8 @@ async def test_unknown_ids_are_not_found_when_looked_up(
     ("params", "field", "words"),
     [
         ({"owner": seed.A}, "owner", "unknown query parameter"),
-        ({"cursor": "garbage!"}, "cursor", "not a cursor"),
+        ({"cursor": "garbage"}, "cursor", "not a cursor"),
+        ({"cursor": "garbage!"}, "cursor", "pattern"),
         ({"cursor": "eyJzIjoidGFza3MiLCJrIjpbImEiLCJiIl19"}, "cursor", "another list"),
         ({"cidr": "10.1.0.0/33"}, "cidr", "not an IPv4 or IPv6 CIDR"),
         ({"cidr": "banana"}, "cidr", "not an IPv4 or IPv6 CIDR"),

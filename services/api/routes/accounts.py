@@ -99,7 +99,10 @@ async def update_account(
     session: SessionDep,
 ) -> AccountOut:
     """Change the fields sent; a field sent as null is cleared."""
-    changes = AccountChanges(**body.model_dump(exclude_unset=True))
+    fields = body.model_dump(exclude_unset=True)
+    if not fields:
+        raise invalid("body", "send at least one field to change")
+    changes = AccountChanges(**fields)
     command = UpdateAccount(
         account_id=account_id, changes=changes, requested_by=principal.name
     )

@@ -139,7 +139,7 @@ async def list_security_groups(
         session, SecurityGroup, SecurityGroup.group_id, filters, limit, cursor
     )
 
-    return Page(items=await inv.groups_out(session, rows), next_cursor=next_cursor)
+    return Page(items=inv.groups_out(rows), next_cursor=next_cursor)
 
 
 @router.get("/security-groups/{group_id}", responses=DETAIL)
@@ -149,7 +149,7 @@ async def get_security_group(
     rows = await inv.by_ids(session, SecurityGroup, SecurityGroup.group_id, [group_id])
     if not rows:
         raise not_found(f"security group {group_id}")
-    return (await inv.groups_out(session, rows))[0]
+    return inv.groups_out(rows)[0]
 
 
 @router.get("/enis", responses=READ_ERRORS)
@@ -191,7 +191,7 @@ async def list_enis(
         filters.conditions.append(inv.in_cidr(inv.parse_cidr(cidr)))
     rows, next_cursor = await inv.page(session, Eni, Eni.eni_id, filters, limit, cursor)
 
-    return Page(items=await inv.enis_out(session, rows), next_cursor=next_cursor)
+    return Page(items=inv.enis_out(rows), next_cursor=next_cursor)
 
 
 @router.get("/enis/{eni_id}", responses=DETAIL)
@@ -201,7 +201,7 @@ async def get_eni(
     rows = await inv.by_ids(session, Eni, Eni.eni_id, [eni_id])
     if not rows:
         raise not_found(f"ENI {eni_id}")
-    return (await inv.enis_out(session, rows))[0]
+    return inv.enis_out(rows)[0]
 
 
 @router.get("/instances", responses=READ_ERRORS)
