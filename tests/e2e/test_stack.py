@@ -118,6 +118,8 @@ async def stack(
             "SCHEDULED_POLLING_MAX_CONCURRENT": "3",
             "POLLER_CALLS_PER_SECOND": "100",
             "TASK_TIMEOUT_SECONDS": "300",
+            # A killed reconciler's unacknowledged snapshots come back quickly.
+            "RECONCILER_ACK_WAIT_SECONDS": "4",
         },
         log_dir=log_dir,
     )
@@ -314,6 +316,66 @@ async def test_deleted_resources_go_and_the_rest_stays_when_polled_again(
     assert {key: before[key] for key in after} == after
 
 
+async def recorded(stack: Stack, task_id: str) -> None:
+    """Wait until the reconciler has recorded the task (the cycle is under way)."""
+    deadline = time.monotonic() + CYCLE_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if (await stack.api.get(f"/api/v1/tasks/{task_id}")).status_code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} was never recorded\n{stack.logs()}")
+
+
+async def test_nothing_is_lost_when_the_reconciler_is_killed_during_a_cycle(
+    stack: Stack,
+) -> None:
+    estate = stack.estate
+    analytics = ec2_client(estate.endpoint_url, ANALYTICS, EU)
+    added = analytics.create_network_interface(
+        SubnetId=estate.subnets["analytics-b"],
+        Groups=[estate.groups["analytics-workers"]],
+        SecondaryPrivateIpAddressCount=1,
+    )["NetworkInterface"]["NetworkInterfaceId"]
+
+    task_id = await start_cycle(stack)
+    await recorded(stack, task_id)
+    stack.services.kill("reconciler")
+    during = (await stack.api.get(f"/api/v1/tasks/{task_id}")).json()
+    await asyncio.sleep(1)
+    stack.services.start("reconciler")
+    task = await wait_for_task(stack, task_id)
+    items = await listed(stack)
+
+    assert during["status"] not in FINISHED, "killed before the cycle finished"
+    assert task["status"] == "succeeded", task
+    assert children_statuses(task) == {a.account_id: "succeeded" for a in ACCOUNTS}
+    assert added in {eni["eni_id"] for eni in items["enis"]}
+    assert differences(moto_inventory(estate.endpoint_url), api_inventory(items)) == []
+
+
+async def test_nothing_is_lost_when_the_reconciler_is_down_for_a_whole_cycle(
+    stack: Stack, nats_url: str, e2e_namespace: str
+) -> None:
+    estate = stack.estate
+    analytics = ec2_client(estate.endpoint_url, ANALYTICS, EU)
+    analytics.delete_network_interface(
+        NetworkInterfaceId=estate.enis["analytics-notebook"]
+    )
+    stack.services.kill("reconciler")
+
+    task_id = await start_cycle(stack)
+    await polls_done(nats_url, e2e_namespace)
+    while_down = await stack.api.get(f"/api/v1/tasks/{task_id}")
+    stack.services.start("reconciler")
+    task = await wait_for_task(stack, task_id)
+    items = await listed(stack)
+
+    assert while_down.status_code == 404, "nothing is recorded while it is down"
+    assert task["status"] == "succeeded", task
+    assert estate.enis["analytics-notebook"] not in {e["eni_id"] for e in items["enis"]}
+    assert differences(moto_inventory(estate.endpoint_url), api_inventory(items)) == []
+
+
 async def polls_done(nats_url: str, namespace: str) -> None:
     """Wait until the pollers have taken and finished every queued account poll."""
     names = BusNames(namespace)
@@ -329,28 +391,3 @@ async def polls_done(nats_url: str, namespace: str) -> None:
     finally:
         await client.drain()
     raise AssertionError("the pollers did not finish the cycle's polls")
-
-
-async def test_nothing_is_lost_when_the_reconciler_is_killed_during_a_cycle(
-    stack: Stack, nats_url: str, e2e_namespace: str
-) -> None:
-    estate = stack.estate
-    analytics = ec2_client(estate.endpoint_url, ANALYTICS, EU)
-    added = analytics.create_network_interface(
-        SubnetId=estate.subnets["analytics-b"],
-        Groups=[estate.groups["analytics-workers"]],
-        SecondaryPrivateIpAddressCount=1,
-    )["NetworkInterface"]["NetworkInterfaceId"]
-    stack.services.kill("reconciler")
-
-    task_id = await start_cycle(stack)
-    await polls_done(nats_url, e2e_namespace)
-    while_down = await stack.api.get(f"/api/v1/tasks/{task_id}")
-    stack.services.start("reconciler")
-    task = await wait_for_task(stack, task_id)
-    items = await listed(stack)
-
-    assert while_down.status_code == 404, "nothing is recorded while it is down"
-    assert task["status"] == "succeeded", task
-    assert added in {eni["eni_id"] for eni in items["enis"]}
-    assert differences(moto_inventory(estate.endpoint_url), api_inventory(items)) == []
