@@ -84,6 +84,9 @@ def embedded_nats(store_dir: Path, port: int | None = None) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # Not in the terminal's process group: Ctrl-C reaches the parent only,
+        # which stops its clients before this server.
+        start_new_session=True,
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=20, process=process)

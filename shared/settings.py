@@ -89,6 +89,12 @@ class PollerSettings(PollingSettings):
         description="How long a poll may go silent before JetStream redelivers it.",
     )
 
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _empty_endpoint_is_unset(cls, value: str | None) -> str | None:
+        # `.env.example` ships `AWS_ENDPOINT_URL=`: empty means real AWS.
+        return value or None
+
 
 class ReconcilerSettings(BaseServiceSettings):
     """Settings of the reconciler service."""

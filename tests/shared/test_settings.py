@@ -85,3 +85,13 @@ def test_bad_value_stops_the_service_naming_the_variable(
 
     assert stopped.value.code == 2
     assert variable in capsys.readouterr().err
+
+
+def test_empty_endpoint_means_real_aws_when_copied_from_the_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+
+    settings = PollerSettings()
+
+    assert settings.aws_endpoint_url is None

@@ -1,0 +1,1 @@
+"""Running the inventory: the local demo, local processes, containers."""

@@ -1,0 +1,1 @@
+"""The scheduler's ways out: the database (read-only) and NATS."""
