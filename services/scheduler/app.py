@@ -63,7 +63,11 @@ class SchedulerApp:
                 await self.broker.stop()
         except TimeoutError:
             log.warning("broker_stop_timed_out", seconds=CLOSE_TIMEOUT_SECONDS)
-        await self.engine.dispose()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.engine.dispose()
+        except TimeoutError:
+            log.warning("database_close_timed_out", seconds=CLOSE_TIMEOUT_SECONDS)
 
 
 async def build(

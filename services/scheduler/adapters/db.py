@@ -31,7 +31,9 @@ class SqlAccounts:
     """The accounts and discovery tasks tables, read-only."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # Each read is a statement of its own: no transaction stays open (and
+        # no lock stays held) between reads, even if a read is cancelled.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def accounts(self) -> list[AccountRow]:
         async with self._engine.connect() as connection:
