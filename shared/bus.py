@@ -196,10 +196,23 @@ async def ensure_poller_consumer(
     js: JetStreamContext,
     names: BusNames,
     max_concurrent: int,
-    ack_wait: timedelta = POLL_ACK_WAIT,
+    ack_wait: timedelta | None = None,
 ) -> None:
-    """Create the poller consumer, or set its cap to `max_concurrent`."""
+    """Create the poller consumer, or set its cap to `max_concurrent`.
+
+    Without `ack_wait` an existing consumer keeps its own (the pollers set it),
+    so the scheduler's start never undoes the pollers' configuration.
+    """
     await ensure_streams(js, names)
+    if ack_wait is None:
+        ack_wait = POLL_ACK_WAIT
+        try:
+            info = await js.consumer_info(names.polls_stream, names.poller_consumer)
+        except NotFoundError:
+            pass
+        else:
+            if info.config.ack_wait:
+                ack_wait = timedelta(seconds=info.config.ack_wait)
     await js.add_consumer(
         names.polls_stream, poller_consumer_config(names, max_concurrent, ack_wait)
     )

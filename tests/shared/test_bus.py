@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from nats.aio.client import Client as NatsClient
 
 from shared.bus import BusNames, ensure_poller_consumer, ensure_streams
@@ -48,3 +50,16 @@ async def test_poller_consumer_cap_follows_the_setting(
 
     info = await js.consumer_info(names.polls_stream, names.poller_consumer)
     assert info.config.max_ack_pending == 5
+
+
+async def test_cap_change_keeps_the_ack_wait_the_pollers_chose(
+    nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    await ensure_poller_consumer(js, names, 2, ack_wait=timedelta(seconds=7))
+
+    await ensure_poller_consumer(js, names, max_concurrent=3)
+
+    info = await js.consumer_info(names.polls_stream, names.poller_consumer)
+    assert info.config.max_ack_pending == 3
+    assert info.config.ack_wait == 7
