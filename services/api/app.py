@@ -36,12 +36,15 @@ pass `next_cursor` back as `cursor` for the next page. Every error answers
 def make_read_engine(settings: ApiSettings) -> AsyncEngine:
     """Read-only and repeatable-read: a request sees one committed state.
 
-    No pre-ping: it would cost a round trip per request. After a database
-    restart the first query on a stale connection fails, and SQLAlchemy then
-    drops every pooled connection at once.
+    Pre-ping costs one loopback round trip per request and spares the first
+    requests after a database restart from failing on stale connections.
     """
     engine = create_async_engine(
-        settings.database_url, pool_size=10, max_overflow=10, pool_recycle=1800
+        settings.database_url,
+        pool_size=10,
+        max_overflow=10,
+        pool_recycle=1800,
+        pool_pre_ping=True,
     )
     return engine.execution_options(
         isolation_level="REPEATABLE READ", postgresql_readonly=True

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -165,6 +166,21 @@ def _unexpected(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=500)
 
 
+def _database_error(request: Request, error: Exception) -> JSONResponse:
+    """A lost or refused database connection is a 503 to retry, not a 500."""
+    lost = isinstance(error, OSError | OperationalError | InterfaceError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+    if not lost:
+        return _unexpected(request, error)
+    log.warning(
+        "database_unavailable", path=request.url.path, reason=type(error).__name__
+    )
+    return _answer(
+        ApiError(503, ErrorCode.UNAVAILABLE, "the database is unavailable; retry")
+    )
+
+
 def _answer(error: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
     return JSONResponse(
@@ -177,4 +193,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

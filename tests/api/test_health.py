@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import ADMIN
+from shared.bus import BusNames
+from shared.devservers import free_port
+from tests.api.conftest import ADMIN, api_settings, serve_in_process
 
 
 async def test_healthz_answers_when_no_token_is_sent(client: httpx.AsyncClient) -> None:
@@ -32,3 +34,18 @@ async def test_openapi_describes_every_error_when_fetched(
             if path.startswith("/api/"):
                 assert "401" in operation["responses"], (method, path)
                 assert operation["responses"]["422"]["content"], (method, path)
+
+
+async def test_reads_answer_503_when_the_database_is_unreachable(
+    nats_url: str, names: BusNames
+) -> None:
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/inventory"
+    settings = api_settings(unreachable, names, nats_url)
+
+    async with serve_in_process(settings) as http:
+        response = await http.get("/api/v1/vpcs", headers=ADMIN)
+        ready = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+    assert ready.status_code == 503
