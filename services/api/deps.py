@@ -34,7 +34,7 @@ class Runtime:
     admin_token_sha256: str | None
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -105,7 +105,7 @@ async def page_principal(
 _allowed_query: dict[int, frozenset[str]] = {}
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Refuse unknown query parameters (a typo must not widen a list) and
     control characters (no id, name or tag has them)."""
     route = request.scope.get("route")
