@@ -41,8 +41,8 @@ demo: $(STAMP) ## start everything locally with sample accounts (Ctrl-C stops it
 run: $(STAMP) ## run the four services against the NATS, PostgreSQL and AWS named in the environment
 	$(BIN)/python -m deploy.run
 
-migrate: $(STAMP) ## apply the database migrations to DATABASE_URL
-	$(BIN)/alembic upgrade head
+migrate: $(STAMP) ## create (if needed) and migrate the database of DATABASE_URL
+	$(BIN)/python -m shared.db.migrate
 
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo *.egg-info

@@ -29,7 +29,7 @@ import nats
 
 from deploy.api_client import ApiClient
 from deploy.estate import ACCOUNTS, Estate
-from deploy.processes import ServiceExited, ServiceGroup
+from deploy.processes import ServiceExited, ServiceGroup, describe_exit
 from deploy.standin import standin
 from shared import devservers
 from shared.db import admin
@@ -144,7 +144,7 @@ def print_where_to_look(
     public_ip = next(iter(estate.public_ips.values()), "10.10.1.10")
     say()
     say("The inventory is running.")
-    say(f"  API         {base_url}/api/v1/")
+    say(f"  API         {base_url}/api/v1  (/accounts, /vpcs, /enis, /ip/ADDRESS, ...)")
     say(f"  API docs    {base_url}/docs")
     say(f"  Tasks page  {base_url}/tasks/  (sign in with the token)")
     say(f"  Admin token {token}")
@@ -207,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
 def stop_services(services: ServiceGroup) -> None:
     say("Stopping the services ...")
     codes = services.stop_all()
-    say("Stopped: " + ", ".join(f"{name} ({code})" for name, code in codes.items()))
+    say(
+        "Stopped: "
+        + ", ".join(f"{name} ({describe_exit(code)})" for name, code in codes.items())
+    )
 
 
 def main() -> None:

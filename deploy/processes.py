@@ -16,6 +16,21 @@ SERVICES = ("reconciler", "scheduler", "poller", "api")
 STOP_TIMEOUT_SECONDS = 15.0
 
 
+def describe_exit(code: int | None) -> str:
+    """How a service ended, as a person reads it.
+
+    Servers such as uvicorn shut down cleanly on SIGTERM and then end by that
+    same signal, so -SIGTERM after a stop request is a clean stop.
+    """
+    if code in (0, -signal.SIGTERM, -signal.SIGINT):
+        return "stopped"
+    if code == -signal.SIGKILL:
+        return "killed"
+    if code is None:
+        return "still running"
+    return f"exit {code}" if code > 0 else f"signal {-code}"
+
+
 class ServiceExited(RuntimeError):
     """A service stopped while it should have been running."""
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from deploy.processes import SERVICES, ServiceGroup
-from shared.db import admin
+from deploy.processes import SERVICES, ServiceGroup, describe_exit
+from shared.db.migrate import migrate
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings, load_settings
 
@@ -51,7 +51,7 @@ def main() -> None:
     settings = load_settings(BaseServiceSettings)
     configure_logging("run", settings.log_level, settings.log_format)
     if not args.skip_migrations:
-        admin.upgrade(settings.database_url)
+        migrate(settings.database_url)
         log.info("database_migrated")
 
     services = ServiceGroup(env={})
@@ -73,7 +73,10 @@ def main() -> None:
         log.info("stopping")
     finally:
         codes = services.stop_all()
-        log.info("services_stopped", exit_codes=codes)
+        log.info(
+            "services_stopped",
+            services={name: describe_exit(code) for name, code in codes.items()},
+        )
     sys.exit(code)
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -216,3 +219,14 @@ async def ensure_poller_consumer(
     await js.add_consumer(
         names.polls_stream, poller_consumer_config(names, max_concurrent, ack_wait)
     )
+
+
+async def close_connection(client: NatsClient) -> None:
+    """Drain the connection; a server already gone at shutdown is not an error."""
+    try:
+        await client.drain()
+    except NatsError as error:
+        structlog.get_logger(__name__).warning(
+            "nats_drain_failed", reason=type(error).__name__
+        )
+        await client.close()

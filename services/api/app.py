@@ -8,7 +8,11 @@ from contextlib import asynccontextmanager
 
 import nats
 import structlog
+import swagger_ui_bundle
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,10 +21,12 @@ from services.api.commands import CommandSender
 from services.api.deps import Runtime, reject_unknown_query
 from services.api.errors import install_error_handlers
 from services.api.routes import accounts, health, inventory, pages, polls, tasks, tokens
-from shared.bus import BusNames
+from shared.bus import BusNames, close_connection
 from shared.settings import ApiSettings
 
 log = structlog.get_logger(__name__)
+
+DOCS_ASSETS = "/docs-assets"
 
 DESCRIPTION = """
 What is in the VPCs of every account, who owns it, and which resource holds an IP.
@@ -84,7 +90,7 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         try:
             yield
         finally:
-            await app.state.runtime.nats.drain()
+            await close_connection(app.state.runtime.nats)
             await engine.dispose()
 
     app = FastAPI(
@@ -92,7 +98,10 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _serve_docs_offline(app)
     if runtime is not None:
         app.state.runtime = runtime
     install_error_handlers(app)
@@ -104,6 +113,26 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     app.include_router(pages.router)
     app.add_middleware(RequestLog)
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """Swagger UI at /docs from files shipped in a package, not from a CDN,
+    so the docs work on networks without internet access."""
+    app.mount(
+        DOCS_ASSETS,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 class RequestLog:

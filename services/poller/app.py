@@ -17,7 +17,7 @@ from services.poller.aws import AwsAccess, ClientHook
 from services.poller.consumer import PollConsumer
 from services.poller.outbox import JetStreamOutbox
 from services.poller.service import Poller, PollLimits
-from shared.bus import BusNames, ensure_poller_consumer
+from shared.bus import BusNames, close_connection, ensure_poller_consumer
 from shared.settings import PollerSettings
 
 log = structlog.get_logger(__name__)
@@ -108,7 +108,7 @@ async def run(settings: PollerSettings, stop: asyncio.Event | None = None) -> No
         try:
             await consumer.run(stop)
         finally:
-            await client.drain()
+            await close_connection(client)
             log.info("poller_stopped")
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     return parsed.render_as_string(hide_password=False)
 
@@ -26,7 +26,7 @@ def with_database(url: str, name: str) -> str:
 async def create_database(server_url: str, name: str) -> str:
     """Create database `name` on the server of `server_url`; returns its URL."""
     connection = await asyncpg.connect(
-        _asyncpg_dsn(with_database(server_url, "postgres"))
+        asyncpg_dsn(with_database(server_url, "postgres"))
     )
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
@@ -37,7 +37,7 @@ async def create_database(server_url: str, name: str) -> str:
 
 async def drop_database(server_url: str, name: str) -> None:
     connection = await asyncpg.connect(
-        _asyncpg_dsn(with_database(server_url, "postgres"))
+        asyncpg_dsn(with_database(server_url, "postgres"))
     )
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -49,3 +49,15 @@ async def test_reads_answer_503_when_the_database_is_unreachable(
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable"
     assert ready.status_code == 503
+
+
+async def test_docs_page_loads_its_scripts_from_the_api_itself(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    script = await client.get("/docs-assets/swagger-ui-bundle.js")
+
+    assert page.status_code == 200
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    assert script.status_code == 200 and len(script.content) > 100_000

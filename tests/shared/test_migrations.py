@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from shared.db import admin
 from shared.db.engine import make_engine
+from shared.db.migrate import migrate
 from shared.db.models import Base
 
 
@@ -52,3 +53,22 @@ async def test_upgrade_from_empty_then_downgrade_to_base(
 
     assert set(Base.metadata.tables) <= after_upgrade
     assert after_downgrade <= {"alembic_version"}
+
+
+async def test_migrate_creates_a_missing_database_then_leaves_it_be(
+    postgres_server_url: str,
+) -> None:
+    name = f"inventory_new_{uuid.uuid4().hex[:8]}"
+    url = admin.with_database(postgres_server_url, name)
+    try:
+        created_first = await asyncio.to_thread(migrate, url)
+        created_again = await asyncio.to_thread(migrate, url)
+        engine = make_engine(url)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(_tables)
+        await engine.dispose()
+    finally:
+        await admin.drop_database(postgres_server_url, name)
+
+    assert (created_first, created_again) == (True, False)
+    assert set(Base.metadata.tables) <= tables

@@ -95,3 +95,26 @@ def test_empty_endpoint_means_real_aws_when_copied_from_the_example(
     settings = PollerSettings()
 
     assert settings.aws_endpoint_url is None
+
+
+def test_env_example_lists_every_setting_a_service_reads() -> None:
+    import re
+    from pathlib import Path
+
+    from shared import settings as shared_settings
+
+    read = {
+        name.upper()
+        for cls in (
+            shared_settings.SchedulerSettings,
+            shared_settings.PollerSettings,
+            shared_settings.ReconcilerSettings,
+            shared_settings.ApiSettings,
+        )
+        for name in cls.model_fields
+    }
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+
+    listed = set(re.findall(r"^([A-Z_]+)=", example.read_text(), re.MULTILINE))
+
+    assert listed == read

@@ -260,5 +260,5 @@ async def lookup_ip(
     inside a prefix delegated to an ENI. Most specific match first."""
     found = await inv.lookup_ip(session, inv.parse_ip(address))
     if not found.matches:
-        raise not_found(f"no ENI has {address}")
+        raise not_found(f"address {address}")
     return found
