@@ -27,6 +27,10 @@ INLINE_LIMIT = 256 * 1024
 
 BUCKET_TTL = timedelta(days=1)
 
+MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+"""Largest snapshot JSON accepted once decompressed (a region of 50,000 ENIs
+is well under 100 MiB); a larger one is refused, not loaded into memory."""
+
 
 class SnapshotCorrupted(Exception):
     """The stored snapshot does not match its reference (size or digest)."""
@@ -54,7 +58,17 @@ def encode(snapshot: RegionSnapshot) -> bytes:
 
 
 def decode(blob: bytes) -> RegionSnapshot:
-    return RegionSnapshot.model_validate_json(zlib.decompress(blob))
+    """Decompress and parse, refusing output past `MAX_SNAPSHOT_BYTES`."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(blob, MAX_SNAPSHOT_BYTES)
+    except zlib.error as error:
+        raise SnapshotCorrupted(f"not a compressed snapshot: {error}") from error
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise SnapshotCorrupted(
+            f"larger than {MAX_SNAPSHOT_BYTES} bytes once decompressed, or truncated"
+        )
+    return RegionSnapshot.model_validate_json(raw)
 
 
 async def store(
@@ -79,8 +93,19 @@ async def store(
     )
 
 
-async def load(js: JetStreamContext, ref: SnapshotRef) -> RegionSnapshot:
+def _check_bucket(ref: SnapshotRef, names: BusNames) -> None:
+    """A reference may only point into this installation's own bucket."""
+    if ref.bucket != names.snapshot_bucket:
+        raise SnapshotCorrupted(
+            f"refers to bucket {ref.bucket!r}, not {names.snapshot_bucket!r}"
+        )
+
+
+async def load(
+    js: JetStreamContext, names: BusNames, ref: SnapshotRef
+) -> RegionSnapshot:
     """Fetch and verify a stored snapshot."""
+    _check_bucket(ref, names)
     try:
         bucket = await js.object_store(ref.bucket)
         result = await bucket.get(ref.name)
@@ -92,8 +117,9 @@ async def load(js: JetStreamContext, ref: SnapshotRef) -> RegionSnapshot:
     return decode(blob)
 
 
-async def discard(js: JetStreamContext, ref: SnapshotRef) -> None:
+async def discard(js: JetStreamContext, names: BusNames, ref: SnapshotRef) -> None:
     """Delete a stored snapshot once it has been applied (missing is fine)."""
+    _check_bucket(ref, names)
     try:
         bucket = await js.object_store(ref.bucket)
         await bucket.delete(ref.name)

@@ -191,7 +191,7 @@ async def _on_discovered(deps: Deps, data: bytes) -> Outcome:
     outcome = await discovery.apply_discovered(deps.pool, event, snapshot, load_error)
 
     if event.snapshot_ref is not None and outcome.status != "failed":
-        await snapshots.discard(deps.js, event.snapshot_ref)
+        await snapshots.discard(deps.js, deps.names, event.snapshot_ref)
     _log_outcome("snapshot_applied", event, snapshot, outcome)
     return outcome
 
@@ -219,7 +219,7 @@ async def _load_snapshot(
         return event.snapshot, None
     assert event.snapshot_ref is not None
     try:
-        return await snapshots.load(deps.js, event.snapshot_ref), None
+        return await snapshots.load(deps.js, deps.names, event.snapshot_ref), None
     except (snapshots.SnapshotMissing, snapshots.SnapshotCorrupted) as error:
         return None, f"{type(error).__name__}: {error}"
 

@@ -191,7 +191,7 @@ async def test_large_snapshot_goes_through_the_object_store_when_over_the_limit(
 
     [event] = events[names.resources_discovered]
     assert event.snapshot is None and event.snapshot_ref is not None
-    assert await snapshots.load(js, event.snapshot_ref) == big
+    assert await snapshots.load(js, names, event.snapshot_ref) == big
 
 
 async def test_malformed_poll_is_terminated_when_it_cannot_be_read(

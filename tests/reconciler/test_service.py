@@ -127,7 +127,7 @@ async def test_snapshot_is_applied_discarded_and_task_finish_published_when_stor
     assert (done.task_id, done.status) == (task_id, TaskStatus.SUCCEEDED)
     assert await pool.fetchval("SELECT count(*) FROM enis") == 3000
     with pytest.raises(snapshots.SnapshotMissing):
-        await snapshots.load(js, ref)
+        await snapshots.load(js, names, ref)
 
 
 @pytest.mark.usefixtures("service")

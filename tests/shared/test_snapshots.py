@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from nats.aio.client import Client as NatsClient
 
@@ -51,10 +53,10 @@ async def test_large_snapshot_is_stored_and_loaded_back(
 
     assert isinstance(ref, SnapshotRef)
     assert ref.size < 1024 * 1024 * 4
-    assert await snapshots.load(js, ref) == snapshot
-    await snapshots.discard(js, ref)
+    assert await snapshots.load(js, names, ref) == snapshot
+    await snapshots.discard(js, names, ref)
     with pytest.raises(snapshots.SnapshotMissing):
-        await snapshots.load(js, ref)
+        await snapshots.load(js, names, ref)
 
 
 async def test_snapshot_that_does_not_match_its_digest_is_refused(
@@ -67,4 +69,35 @@ async def test_snapshot_that_does_not_match_its_digest_is_refused(
     tampered = ref.model_copy(update={"sha256": "0" * 64})
 
     with pytest.raises(snapshots.SnapshotCorrupted):
-        await snapshots.load(js, tampered)
+        await snapshots.load(js, names, tampered)
+
+
+async def test_reference_into_another_installations_bucket_is_refused(
+    nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    other = BusNames(namespace=f"{names.namespace}other")
+    ref = await snapshots.store(js, other, "task-3/us-east-1", _snapshot(20_000))
+    assert isinstance(ref, SnapshotRef)
+
+    with pytest.raises(snapshots.SnapshotCorrupted, match="bucket"):
+        await snapshots.load(js, names, ref)
+    with pytest.raises(snapshots.SnapshotCorrupted, match="bucket"):
+        await snapshots.discard(js, names, ref)
+
+    assert await snapshots.load(js, other, ref) == _snapshot(20_000)
+
+
+def test_snapshot_that_inflates_past_the_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(snapshots, "MAX_SNAPSHOT_BYTES", 1024)
+    bomb = zlib.compress(b'{"enis": [' + b" " * 100_000 + b"]}")
+
+    with pytest.raises(snapshots.SnapshotCorrupted, match="larger than"):
+        snapshots.decode(bomb)
+
+
+def test_blob_that_is_not_compressed_is_refused() -> None:
+    with pytest.raises(snapshots.SnapshotCorrupted, match="not a compressed"):
+        snapshots.decode(b"plain text")
