@@ -368,7 +368,8 @@ class AuthMethod(StrEnum):
     """How the poller reaches an account.
 
     `instance_role`: the poller's own credentials assume the account's role.
-    `manual`: registered (its resources count as the inventory's) but never polled.
+    `manual`: registered but never polled; its resources are kept or removed
+    by the polls of the accounts that see them.
     """
 
     INSTANCE_ROLE = "instance_role"

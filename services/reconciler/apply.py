@@ -415,12 +415,16 @@ async def _insert_new(
         result.added[table.name] += _rowcount(status)
 
 
-# The account decides a row's fate: it owns it, or its owner is outside the
-# inventory and no other account currently sees it.
+# The account decides a row's fate: it owns it, or no other account currently
+# sees it and its owner cannot vouch for it either, being outside the
+# inventory, registered without polling (`manual`) or no longer polling the
+# row's region. Otherwise a region removed from the owner would leave its
+# VPCs behind for good once the last participant stopped seeing them.
 _DECIDES = (
     "(t.owner_account_id = $2 OR (t.seen_by <@ ARRAY[$2]::varchar[]"
     " AND NOT EXISTS (SELECT 1 FROM accounts a"
-    " WHERE a.account_id = t.owner_account_id)))"
+    " WHERE a.account_id = t.owner_account_id"
+    " AND a.auth_method = 'instance_role' AND t.region = ANY(a.default_regions))))"
 )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.events import RegionSnapshot
+from services.reconciler import accounts
+from shared.events import RegionSnapshot, RemoveAccountRegion
 from tests.reconciler.factories import (
     OUTSIDER,
     REGION,
@@ -256,6 +257,54 @@ async def test_resource_is_kept_when_its_owner_is_in_the_inventory_and_others_lo
 
     assert await ids(pool, "enis", "eni_id") == {"eni-b"}
     assert await pool.fetchval("SELECT seen_by FROM enis") == []
+
+
+async def test_owners_vpc_goes_when_its_region_was_removed_and_the_last_user_left(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await add_account(pool, B)
+    shared = [vpc("vpc-s", A), subnet("subnet-1", "vpc-s", A)]
+    await poll(
+        pool,
+        A,
+        RegionSnapshot(
+            vpcs=shared[:1],
+            subnets=shared[1:],
+            enis=[eni("eni-1", A, "subnet-1", "vpc-s")],
+        ),
+        at(0),
+    )
+    participant = eni("eni-2", B, "subnet-1", "vpc-s")
+    await poll(
+        pool,
+        B,
+        RegionSnapshot(vpcs=shared[:1], subnets=shared[1:], enis=[participant]),
+        at(1),
+    )
+    removal = await accounts.remove_region(
+        pool, RemoveAccountRegion(account_id=A, region=REGION)
+    )
+    kept_while_b_uses_it = await ids(pool, "vpcs", "vpc_id")
+
+    await poll(pool, B, RegionSnapshot(), at(60))
+
+    assert removal.ok and removal.removed["enis"] == 1
+    assert kept_while_b_uses_it == {"vpc-s"}
+    assert await ids(pool, "vpcs", "vpc_id") == set()
+    assert await ids(pool, "subnets", "subnet_id") == set()
+
+
+async def test_owners_vpc_is_kept_when_the_owner_still_polls_the_region(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await add_account(pool, B)
+    await poll(pool, B, RegionSnapshot(vpcs=[vpc("vpc-a", A)]), at(0))
+
+    await poll(pool, B, RegionSnapshot(), at(60))
+
+    assert await ids(pool, "vpcs", "vpc_id") == {"vpc-a"}
 
 
 async def test_addresses_groups_and_rules_are_replaced_when_their_parent_is_polled(
