@@ -75,6 +75,9 @@ class Filters:
                 self.conditions.append(column.has_key(key))
 
 
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_ip(text: str) -> IpAddress:
     if "/" in text:
         raise invalid("address", "one address, not a CIDR: use /enis?cidr= for that")
@@ -84,17 +87,23 @@ def parse_ip(text: str) -> IpAddress:
         raise invalid("address", f"{text!r} is not an IPv4 or IPv6 address") from None
     if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
         raise invalid("address", "drop the zone (%...) from the IPv6 address")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 on the wire
     return ip
 
 
 def parse_cidr(text: str) -> IpNetwork:
     """A network; host bits are dropped (`10.1.2.3/16` means `10.1.0.0/16`)."""
     try:
-        return ipaddress.ip_network(text.strip(), strict=False)
+        network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise invalid(
             "cidr", f"{text!r} is not an IPv4 or IPv6 CIDR such as 10.1.0.0/16"
         ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
+    return network
 
 
 def _last_seen(model: type[M]) -> Any:

@@ -58,7 +58,18 @@ def decode_cursor(scope: str, cursor: str, arity: int) -> list[Any]:
     if (
         not isinstance(key, list)
         or len(key) != arity
-        or not all(isinstance(part, str) for part in key)
+        or not all(isinstance(part, str) and _storable(part) for part in key)
     ):
         raise invalid("cursor", "not a cursor this API handed out")
     return key
+
+
+def _storable(text: str) -> bool:
+    """Text PostgreSQL can compare: valid UTF-8 (no lone surrogates), no NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -26,6 +26,7 @@ async def lookup(client: httpx.AsyncClient, address: str) -> httpx.Response:
         ("10.1.1.20", seed.ENI_2, "private_ipv4", "10.1.1.20"),
         ("10.1.1.70", seed.ENI_2, "ipv4_prefix", "10.1.1.64/28"),
         ("10.1.2.30", seed.ENI_3, "private_ipv4", "10.1.2.30"),
+        ("::ffff:10.1.2.30", seed.ENI_3, "private_ipv4", "10.1.2.30"),
     ],
 )
 async def test_the_eni_holding_an_address_is_found_when_it_has_it(
