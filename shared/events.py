@@ -24,9 +24,9 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 
-AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
 RegionName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", max_length=32)
+    str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", max_length=32)
 ]
 Tags = dict[str, str]
 

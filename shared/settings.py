@@ -114,6 +114,16 @@ class ApiSettings(BaseServiceSettings):
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8000, ge=1, le=65_535)
     api_admin_token: SecretStr | None = None
+
+    @field_validator("api_admin_token")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # empty, as in .env.example: no admin token
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or unset)")
+        return value
+
     api_command_timeout_seconds: float = Field(
         default=10,
         gt=0,

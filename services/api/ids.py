@@ -10,13 +10,13 @@ import boto3
 from fastapi import Path, Query
 from pydantic import AfterValidator
 
-ACCOUNT_ID = r"^\d{12}$"
+ACCOUNT_ID = r"^[0-9]{12}$"
 VPC_ID = r"^vpc-[0-9a-f]{8,32}$"
 SUBNET_ID = r"^subnet-[0-9a-f]{8,32}$"
 GROUP_ID = r"^sg-[0-9a-f]{8,32}$"
 ENI_ID = r"^eni-[0-9a-f]{8,32}$"
 INSTANCE_ID = r"^i-[0-9a-f]{8,32}$"
-REGION = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
+REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
 
 AccountPath = Annotated[
     str, Path(pattern=ACCOUNT_ID, description="The 12-digit AWS account id.")
@@ -51,3 +51,13 @@ def _known_region(value: str) -> str:
 
 
 KnownRegion = Annotated[str, AfterValidator(_known_region)]
+
+
+def _no_duplicates(regions: list[str]) -> list[str]:
+    repeated = sorted({region for region in regions if regions.count(region) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return regions
+
+
+Regions = Annotated[list[KnownRegion], AfterValidator(_no_duplicates)]

@@ -11,11 +11,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
 
-from services.api.ids import KnownRegion
+from services.api.ids import Regions
 from shared.events import (
     DEFAULT_ROLE_NAME,
     AccountId,
@@ -48,7 +49,7 @@ class AccountFields(BaseModel):
 
     account_name: str = Field(min_length=1, max_length=255)
     auth_method: AuthMethod = AuthMethod.INSTANCE_ROLE
-    is_active: bool = True
+    is_active: StrictBool = True
     default_role_name: RoleName | None = Field(
         default=DEFAULT_ROLE_NAME,
         description="Role assumed in the account, unless `role_arn` is set.",
@@ -59,7 +60,7 @@ class AccountFields(BaseModel):
     external_id: ExternalId | None = Field(
         default=None, description="External id passed to AssumeRole (not a secret)."
     )
-    default_regions: list[KnownRegion] = Field(
+    default_regions: Regions = Field(
         default_factory=list, max_length=64, description="Regions to poll."
     )
 
@@ -87,11 +88,11 @@ class AccountUpdate(BaseModel):
 
     account_name: str | None = Field(default=None, min_length=1, max_length=255)
     auth_method: AuthMethod | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     default_role_name: RoleName | None = None
     role_arn: RoleArn | None = None
     external_id: ExternalId | None = None
-    default_regions: list[KnownRegion] | None = Field(default=None, max_length=64)
+    default_regions: Regions | None = Field(default=None, max_length=64)
 
     @field_validator("account_name", "auth_method", "is_active", "default_regions")
     @classmethod

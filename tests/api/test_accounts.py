@@ -50,6 +50,13 @@ async def test_account_is_created_when_the_reconciler_has_stored_it(
     [
         ({"account_id": "12345"}, "account_id", "pattern"),
         ({"account_id": "12345678901a"}, "account_id", "pattern"),
+        ({"account_id": "١١١١١١١١١١١٢"}, "account_id", "pattern"),
+        (
+            {"default_regions": ["eu-west-1", "eu-west-1"]},
+            "default_regions",
+            "more than once",
+        ),
+        ({"is_active": "yes"}, "is_active", "boolean"),
         ({"auth_method": "password"}, "auth_method", "instance_role"),
         (
             {"default_regions": ["eu-west-1", "mars-north-1"]},

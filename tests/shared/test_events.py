@@ -217,3 +217,8 @@ def test_poll_without_any_role_is_rejected() -> None:
 def test_malformed_json_is_rejected() -> None:
     with pytest.raises(ValidationError, match="Invalid JSON"):
         events.AccountPoll.model_validate_json(b"{not json")
+
+
+def test_account_id_in_other_scripts_digits_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="account_id"):
+        events.DeleteAccount(account_id="١١١١١١١١١١١٢")

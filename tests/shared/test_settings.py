@@ -52,7 +52,7 @@ def test_settings_are_read_from_the_environment(
 
 def test_settings_are_read_from_a_dotenv_file(tmp_path: object) -> None:
     with open(".env", "w") as env_file:
-        env_file.write("API_PORT=9001\nAPI_ADMIN_TOKEN=s3cret\n")
+        env_file.write("API_PORT=9001\nAPI_ADMIN_TOKEN=s3cret-0123456789abcdef\n")
 
     settings = ApiSettings()
 
@@ -118,3 +118,20 @@ def test_env_example_lists_every_setting_a_service_reads() -> None:
     listed = set(re.findall(r"^([A-Z_]+)=", example.read_text(), re.MULTILINE))
 
     assert listed == read
+
+
+def test_short_admin_token_stops_the_api_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("API_ADMIN_TOKEN", "a")
+
+    with pytest.raises(SystemExit):
+        load_settings(ApiSettings)
+
+    assert "API_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+def test_empty_admin_token_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_ADMIN_TOKEN", "")
+
+    assert ApiSettings().api_admin_token is None
