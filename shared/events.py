@@ -91,7 +91,11 @@ class SecurityGroupRule(Resource):
     cidr_ipv6: IPv6Network | None = None
     prefix_list_id: str | None = None
     referenced_group_id: str | None = None
-    referenced_group_owner_id: AccountId | None = None
+    referenced_group_owner_id: str | None = Field(
+        default=None,
+        max_length=12,
+        description="An account id, or an AWS service such as `amazon-elb`.",
+    )
     referenced_vpc_id: str | None = None
     referenced_vpc_peering_connection_id: str | None = None
     description: str | None = None

@@ -222,3 +222,16 @@ def test_malformed_json_is_rejected() -> None:
 def test_account_id_in_other_scripts_digits_is_rejected() -> None:
     with pytest.raises(ValidationError, match="account_id"):
         events.DeleteAccount(account_id="١١١١١١١١١١١٢")
+
+
+def test_rule_may_reference_a_group_of_an_aws_service() -> None:
+    rule = events.SecurityGroupRule(
+        rule_id="sgr-9",
+        group_id="sg-1",
+        is_egress=False,
+        ip_protocol="tcp",
+        referenced_group_id="sg-amazon-elb",
+        referenced_group_owner_id="amazon-elb",
+    )
+
+    assert rule.referenced_group_owner_id == "amazon-elb"
