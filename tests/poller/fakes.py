@@ -49,11 +49,12 @@ def moto_pages_enis() -> Iterator[None]:
             result["NextToken"] = str(start + size)
         return ActionResult(result)
 
-    ElasticNetworkInterfaces.describe_network_interfaces = paged  # type: ignore[method-assign]
+    responses: Any = ElasticNetworkInterfaces
+    responses.describe_network_interfaces = paged
     try:
         yield
     finally:
-        ElasticNetworkInterfaces.describe_network_interfaces = original  # type: ignore[method-assign]
+        responses.describe_network_interfaces = original
 
 
 def account_session(account_id: str, endpoint_url: str | None = None) -> boto3.Session:
