@@ -9,6 +9,7 @@ never disturb each other or a running demo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -46,14 +47,24 @@ def nats_url(work_dir: Path) -> Iterator[str]:
         yield url
 
 
+@contextlib.asynccontextmanager
+async def migrated_database(server_url: str, name: str) -> AsyncIterator[str]:
+    """Database `name`, created and migrated to head, dropped afterwards."""
+    url = await admin.create_database(server_url, name)
+    try:
+        await asyncio.to_thread(admin.upgrade, url)
+        yield url
+    finally:
+        await admin.drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """A database of this run's own, migrated to head."""
-    name = f"inventory_test_{RUN_ID}"
-    url = await admin.create_database(postgres_server_url, name)
-    await asyncio.to_thread(admin.upgrade, url)
-    yield url
-    await admin.drop_database(postgres_server_url, name)
+    async with migrated_database(
+        postgres_server_url, f"inventory_test_{RUN_ID}"
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

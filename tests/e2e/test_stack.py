@@ -35,8 +35,7 @@ from deploy.processes import ServiceGroup
 from deploy.standin import standin
 from shared import devservers
 from shared.bus import BusNames
-from shared.db import admin
-from tests.conftest import RUN_ID
+from tests.conftest import RUN_ID, migrated_database
 from tests.e2e.moto_view import KINDS, api_inventory, differences, moto_inventory
 
 pytestmark = pytest.mark.slow
@@ -70,11 +69,8 @@ def estate() -> Iterator[Estate]:
 
 @pytest.fixture(scope="module")
 async def e2e_database(postgres_server_url: str) -> AsyncIterator[str]:
-    name = f"inventory_e2e_{RUN_ID}"
-    url = await admin.create_database(postgres_server_url, name)
-    await asyncio.to_thread(admin.upgrade, url)
-    yield url
-    await admin.drop_database(postgres_server_url, name)
+    async with migrated_database(postgres_server_url, f"inventory_e2e_{RUN_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
