@@ -106,7 +106,7 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
         app.state.runtime = runtime
     install_error_handlers(app)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(reject_unknown_query)])
-    for module in (accounts, polls, tasks, inventory, tokens):
+    for module in (inventory, accounts, polls, tasks, tokens):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

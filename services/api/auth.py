@@ -7,13 +7,19 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import ApiToken
 from shared.events import ApiTokenRole
 
 ENVIRONMENT_ADMIN = "admin (API_ADMIN_TOKEN)"
+
+_tokens = ApiToken.__table__.c
+# A Core statement: every request runs it, and the ORM's layer would only add cost.
+_TOKEN_LOOKUP = select(_tokens.name, _tokens.role).where(
+    _tokens.token_sha256 == bindparam("digest"), _tokens.revoked_at.is_(None)
+)
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,7 @@ async def authenticate(
     ):
         return Principal(ENVIRONMENT_ADMIN, ApiTokenRole.ADMIN)
 
-    row = (
-        await session.execute(
-            select(ApiToken.name, ApiToken.role).where(
-                ApiToken.token_sha256 == digest, ApiToken.revoked_at.is_(None)
-            )
-        )
-    ).first()
+    row = (await session.execute(_TOKEN_LOOKUP, {"digest": digest})).first()
     if row is None:
         return None
     return Principal(f"token:{row.name}", ApiTokenRole(row.role))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -27,12 +26,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from services.api.errors import invalid
 from services.api.pagination import decode_cursor, encode_cursor
 from services.api.schemas import (
-    AttachmentOut,
     EniOut,
     InstanceOut,
     IpLookup,
     IpMatch,
-    OwnerOut,
     SecurityGroupOut,
     SubnetOut,
     VpcOut,
@@ -221,24 +218,7 @@ def groups_out(rows: Sequence[dict[str, Any]]) -> list[SecurityGroupOut]:
 
 def enis_out(rows: Sequence[dict[str, Any]]) -> list[EniOut]:
     """ENIs with their addresses and security groups (fetched with the rows)."""
-    return [
-        EniOut.model_validate({**row, "attachment": _attachment(row)}) for row in rows
-    ]
-
-
-def _attachment(row: dict[str, Any]) -> AttachmentOut | None:
-    if row["attachment_id"] is None and row["attachment_instance_id"] is None:
-        return None
-    return AttachmentOut(
-        attachment_id=row["attachment_id"],
-        instance_id=row["attachment_instance_id"],
-        instance_owner_id=row["attachment_instance_owner_id"],
-        device_index=row["attachment_device_index"],
-        network_card_index=row["attachment_network_card_index"],
-        status=row["attachment_status"],
-        attach_time=row["attachment_attach_time"],
-        delete_on_termination=row["attachment_delete_on_termination"],
-    )
+    return [EniOut.model_validate(row) for row in rows]
 
 
 # --- ENI-specific filters and the IP lookup ------------------------------------------
@@ -277,7 +257,28 @@ def _row(alias: str) -> str:
     return f"to_jsonb({alias}) || jsonb_build_object('last_seen_at', {_seen(alias)})"
 
 
-# One round trip for the whole answer: the lookup is the hottest read there is.
+_ENI_ADDRESSES = """(SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,
+                                     x.kind, x.address), '[]')
+           FROM eni_addresses x WHERE x.eni_id = e.eni_id)"""
+
+_ENI_GROUP_REFS = """(SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'group_id', l.group_id, 'group_name', g.group_name,
+                    'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
+           FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
+           WHERE l.eni_id = e.eni_id)"""
+
+_ENI_GROUPS = f"""(SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
+                    'rules',
+                    (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress,
+                                               r.rule_id), '[]')
+                     FROM security_group_rules r WHERE r.group_id = g.group_id))
+                  ORDER BY g.group_id), '[]')
+           FROM security_groups g
+           WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
+                                WHERE eni_id = e.eni_id))"""
+
+# One round trip for the whole answer, built as JSON by PostgreSQL and checked by
+# `IpMatch` on its way out: the lookup is the hottest read there is.
 IP_LOOKUP_SQL = text(
     f"""
 WITH hits AS (
@@ -286,78 +287,33 @@ WITH hits AS (
   WHERE a.address >>= CAST(:ip AS inet)
   ORDER BY a.eni_id, masklen(a.address) DESC
 )
-SELECT
-  to_jsonb(h.address) #>> '{{}}' AS matched_address,
-  h.kind AS matched_kind,
-  {_row("e")} AS eni,
-  (SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC, x.kind,
-                             x.address), '[]')
-   FROM eni_addresses x WHERE x.eni_id = e.eni_id) AS addresses,
-  (SELECT coalesce(jsonb_agg(jsonb_build_object(
-            'group_id', l.group_id, 'group_name', g.group_name,
-            'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
-   FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
-   WHERE l.eni_id = e.eni_id) AS group_refs,
-  (SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
-            'rules',
-            (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),
-                             '[]')
-             FROM security_group_rules r WHERE r.group_id = g.group_id))
-          ORDER BY g.group_id), '[]')
-   FROM security_groups g
-   WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
-                        WHERE eni_id = e.eni_id)) AS groups,
-  (SELECT {_row("i")} FROM ec2_instances i
-   WHERE i.instance_id = e.attachment_instance_id) AS instance,
-  (SELECT {_row("s")} FROM subnets s
-   WHERE s.subnet_id = e.subnet_id) AS subnet,
-  (SELECT {_row("v")} FROM vpcs v WHERE v.vpc_id = e.vpc_id) AS vpc,
-  (SELECT account_name FROM accounts WHERE account_id = e.owner_account_id)
-    AS owner_name
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+  'matched_address', h.address,
+  'matched_kind', h.kind,
+  'eni', {_row("e")} || jsonb_build_object(
+           'addresses', {_ENI_ADDRESSES},
+           'security_groups', {_ENI_GROUP_REFS}),
+  'security_groups', {_ENI_GROUPS},
+  'instance', (SELECT {_row("i")} FROM ec2_instances i
+               WHERE i.instance_id = e.attachment_instance_id),
+  'subnet', (SELECT {_row("s")} FROM subnets s WHERE s.subnet_id = e.subnet_id),
+  'vpc', (SELECT {_row("v")} FROM vpcs v WHERE v.vpc_id = e.vpc_id),
+  'owner', jsonb_build_object(
+             'account_id', e.owner_account_id,
+             'account_name', (SELECT account_name FROM accounts
+                              WHERE account_id = e.owner_account_id)))
+  ORDER BY masklen(h.address) DESC, e.eni_id), '[]')::text
 FROM hits h JOIN enis e USING (eni_id)
-ORDER BY masklen(h.address) DESC, e.eni_id
 """
 )
+
+_MATCHES = TypeAdapter(list[IpMatch])
 
 
 async def lookup_ip(session: AsyncSession, ip: IpAddress) -> IpLookup:
     """Every ENI holding `ip` as an address or inside a delegated prefix."""
-    result = await session.execute(IP_LOOKUP_SQL, {"ip": str(ip)})
-
-    matches = [_match(row) for row in result.mappings()]
-    return IpLookup(address=str(ip), matches=matches)
-
-
-def _match(row: Any) -> IpMatch:
-    eni = _json(row["eni"])
-    groups = _json(row["groups"])
-    return IpMatch(
-        matched_address=row["matched_address"],
-        matched_kind=row["matched_kind"],
-        eni=EniOut.model_validate(
-            {
-                **eni,
-                "attachment": _attachment(eni),
-                "addresses": _json(row["addresses"]),
-                "security_groups": _json(row["group_refs"]),
-            }
-        ),
-        instance=_optional(InstanceOut, row["instance"]),
-        subnet=_optional(SubnetOut, row["subnet"]),
-        vpc=_optional(VpcOut, row["vpc"]),
-        security_groups=[SecurityGroupOut.model_validate(g) for g in groups],
-        owner=OwnerOut(
-            account_id=eni["owner_account_id"], account_name=row["owner_name"]
-        ),
-    )
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _optional(model: type[B], value: Any) -> B | None:
-    return None if value is None else model.model_validate(_json(value))
-
-
-B = TypeVar("B", bound=BaseModel)
+    # The plan does not depend on the address, and planning this statement costs
+    # more than running it: reuse one plan for the whole transaction.
+    await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    found = (await session.execute(IP_LOOKUP_SQL, {"ip": str(ip)})).scalar_one()
+    return IpLookup(address=str(ip), matches=_MATCHES.validate_json(found))

@@ -375,6 +375,23 @@ class EniOut(ResourceOut):
     addresses: list[AddressOut]
     security_groups: list[GroupRef]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_attachment(cls, data: Any) -> Any:
+        """A row carries its attachment as flat `attachment_*` columns."""
+        if not isinstance(data, dict) or "attachment" in data:
+            return data
+        attachment = {
+            name: data.get(
+                name if name.startswith("attachment_") else f"attachment_{name}"
+            )
+            for name in AttachmentOut.model_fields
+        }
+        empty = (
+            attachment["attachment_id"] is None and attachment["instance_id"] is None
+        )
+        return {**data, "attachment": None if empty else attachment}
+
 
 class InstanceOut(ResourceOut):
     instance_id: str

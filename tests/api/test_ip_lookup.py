@@ -87,3 +87,21 @@ async def test_invalid_addresses_are_refused_when_looked_up(
 
     assert response.status_code == 422, response.text
     assert response.json()["fields"][0]["field"] == "address"
+
+
+async def test_lookup_shows_each_resource_as_its_own_endpoint_does(
+    client: httpx.AsyncClient,
+) -> None:
+    (match,) = (await lookup(client, "203.0.113.10")).json()["matches"]
+
+    async def detail(path: str) -> object:
+        response = await client.get(f"/api/v1/{path}", headers=READER)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert match["eni"] == await detail(f"enis/{seed.ENI_1}")
+    assert match["eni"]["attachment"]["instance_id"] == seed.INSTANCE
+    assert match["instance"] == await detail(f"instances/{seed.INSTANCE}")
+    assert match["subnet"] == await detail(f"subnets/{seed.SUBNET_1}")
+    assert match["vpc"] == await detail(f"vpcs/{seed.VPC}")
+    assert match["security_groups"] == [await detail(f"security-groups/{seed.GROUP}")]
