@@ -151,7 +151,7 @@ async def load(database_url: str) -> None:
                 await connection.execute(text(statement), wanted)
     async with engine.connect() as connection:
         connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text("ANALYZE"))
+        await connection.execute(text("VACUUM (ANALYZE)"))
     await engine.dispose()
 
 

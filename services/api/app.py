@@ -40,7 +40,7 @@ pass `next_cursor` back as `cursor` for the next page. Every error answers
 
 
 def make_read_engine(settings: ApiSettings) -> AsyncEngine:
-    """Read-only and repeatable-read: a request sees one committed state.
+    """Read-only and repeatable-read: a request sees one committed state, in UTC.
 
     Both are the sessions' defaults, set once per connection rather than by
     statements around every request. No pre-ping (it would add three round
@@ -56,6 +56,8 @@ def make_read_engine(settings: ApiSettings) -> AsyncEngine:
             "server_settings": {
                 "default_transaction_isolation": "repeatable read",
                 "default_transaction_read_only": "on",
+                # Timestamps in JSON built by PostgreSQL come out in UTC.
+                "TimeZone": "UTC",
             }
         },
     )

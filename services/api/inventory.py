@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Text,
     any_,
     cast,
     exists,
@@ -19,7 +20,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import CIDR, JSONB
+from sqlalchemy.dialects.postgresql import CIDR, JSONB, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -47,7 +48,8 @@ from shared.db.models import (
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-M = TypeVar("M", Vpc, Subnet, SecurityGroup, Eni, Ec2Instance)
+Table = type[Vpc] | type[Subnet] | type[SecurityGroup] | type[Eni] | type[Ec2Instance]
+A = TypeVar("A", VpcOut, SubnetOut, SecurityGroupOut, EniOut, InstanceOut)
 
 
 @dataclass
@@ -103,7 +105,7 @@ def parse_cidr(text: str) -> IpNetwork:
     return network
 
 
-def _last_seen(model: type[M]) -> Any:
+def _last_seen(model: Table) -> Any:
     """The latest applied snapshot among the accounts that see the row."""
     return (
         select(func.max(RegionPoll.last_applied_at))
@@ -117,108 +119,124 @@ def _last_seen(model: type[M]) -> Any:
     )
 
 
+# What rows carry from their child tables, as JSON built by PostgreSQL in the
+# same statement: one round trip per answer instead of one per child table. Each
+# takes the alias of the parent row.
+
+
+def _eni_addresses(eni: str) -> str:
+    return f"""(SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,
+                                          x.kind, x.address), '[]')
+                FROM eni_addresses x WHERE x.eni_id = {eni}.eni_id)"""
+
+
+def _eni_group_refs(eni: str) -> str:
+    return f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'group_id', l.group_id, 'group_name', g.group_name,
+                    'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
+                FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
+                WHERE l.eni_id = {eni}.eni_id)"""
+
+
+def _eni_attachment(eni: str) -> str:
+    return f"""(CASE WHEN {eni}.attachment_id IS NOT NULL
+                       OR {eni}.attachment_instance_id IS NOT NULL
+                THEN jsonb_build_object(
+                  'attachment_id', {eni}.attachment_id,
+                  'instance_id', {eni}.attachment_instance_id,
+                  'instance_owner_id', {eni}.attachment_instance_owner_id,
+                  'device_index', {eni}.attachment_device_index,
+                  'network_card_index', {eni}.attachment_network_card_index,
+                  'status', {eni}.attachment_status,
+                  'attach_time', {eni}.attachment_attach_time,
+                  'delete_on_termination', {eni}.attachment_delete_on_termination)
+                END)"""
+
+
+def _group_rules(group: str) -> str:
+    return f"""(SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),
+                                '[]')
+                FROM security_group_rules r WHERE r.group_id = {group}.group_id)"""
+
+
 def _nested(name: str, sql: str) -> Any:
-    return literal_column(f"({sql})", type_=JSONB).label(name)
+    return literal_column(sql, type_=JSONB).label(name)
 
 
-# What each row carries from its child tables, as JSON built by PostgreSQL in the
-# same query: one round trip per page instead of one per child table.
 NESTED: dict[str, list[Any]] = {
     "enis": [
-        _nested(
-            "addresses",
-            "SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,"
-            " x.kind, x.address), '[]') FROM eni_addresses x"
-            " WHERE x.eni_id = enis.eni_id",
-        ),
-        _nested(
-            "security_groups",
-            "SELECT coalesce(jsonb_agg(jsonb_build_object('group_id', l.group_id,"
-            " 'group_name', g.group_name, 'owner_account_id', g.owner_account_id)"
-            " ORDER BY l.group_id), '[]') FROM eni_security_groups l"
-            " LEFT JOIN security_groups g ON g.group_id = l.group_id"
-            " WHERE l.eni_id = enis.eni_id",
-        ),
+        _nested("attachment", _eni_attachment("enis")),
+        _nested("addresses", _eni_addresses("enis")),
+        _nested("security_groups", _eni_group_refs("enis")),
     ],
-    "security_groups": [
-        _nested(
-            "rules",
-            "SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress, r.rule_id),"
-            " '[]') FROM security_group_rules r"
-            " WHERE r.group_id = security_groups.group_id",
-        )
-    ],
+    "security_groups": [_nested("rules", _group_rules("security_groups"))],
 }
 
 
-def _columns(model: Any) -> list[Any]:
-    return [model.__table__, _last_seen(model), *NESTED.get(model.__table__.name, [])]
+@dataclass(frozen=True)
+class Kind(Generic[A]):
+    """A kind of resource: its table, its key (the AWS id) and its answer."""
+
+    model: Table
+    key: InstrumentedAttribute[str]
+    out: type[A]
+
+    @cached_property
+    def _list(self) -> TypeAdapter[list[A]]:
+        return TypeAdapter(list[self.out])  # type: ignore[name-defined]
+
+    def select(self) -> Select[Any]:
+        """Its rows with their last-seen time and what they carry from child tables."""
+        name = self.model.__tablename__
+        return select(
+            self.model.__table__, _last_seen(self.model), *NESTED.get(name, [])
+        )
+
+    async def fetch(self, session: AsyncSession, statement: Select[Any]) -> list[A]:
+        """The answers for `statement`'s rows, in key order.
+
+        PostgreSQL turns the rows into one JSON document and pydantic checks it:
+        no row objects, no JSON decoded and encoded again on the way.
+        """
+        rows = statement.subquery("r")
+        key: ColumnElement[Any] = literal_column(f"r.{self.key.key}")
+        document = func.json_agg(aggregate_order_by(rows.table_valued(), key))
+        found = (await session.execute(select(cast(document, Text)))).scalar_one()
+        return [] if found is None else self._list.validate_json(found)
 
 
-async def _rows(session: AsyncSession, statement: Select[Any]) -> list[dict[str, Any]]:
-    """Plain rows as dicts: building ORM objects would cost more than the query."""
-    result = await session.execute(statement)
-    return [dict(row) for row in result.mappings()]
+VPCS = Kind(Vpc, Vpc.vpc_id, VpcOut)
+SUBNETS = Kind(Subnet, Subnet.subnet_id, SubnetOut)
+SECURITY_GROUPS = Kind(SecurityGroup, SecurityGroup.group_id, SecurityGroupOut)
+ENIS = Kind(Eni, Eni.eni_id, EniOut)
+INSTANCES = Kind(Ec2Instance, Ec2Instance.instance_id, InstanceOut)
 
 
 async def page(
     session: AsyncSession,
-    model: type[M],
-    key: InstrumentedAttribute[str],
+    kind: Kind[A],
     filters: Filters,
     limit: int,
     cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows in key order after the cursor, and the cursor of the next page."""
-    scope = model.__tablename__
-    statement = select(*_columns(model)).where(*filters.conditions)
+) -> tuple[list[A], str | None]:
+    """Answers in key order after the cursor, and the cursor of the next page."""
+    scope = kind.model.__tablename__
+    statement = kind.select().where(*filters.conditions)
     if cursor is not None:
         (after,) = decode_cursor(scope, cursor, 1)
-        statement = statement.where(key > after)
-    rows = await _rows(session, statement.order_by(key).limit(limit + 1))
+        statement = statement.where(kind.key > after)
+    items = await kind.fetch(session, statement.order_by(kind.key).limit(limit + 1))
 
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(scope, [rows[-1][key.key]])
-
-
-async def by_ids(
-    session: AsyncSession,
-    model: type[M],
-    key: InstrumentedAttribute[str],
-    ids: Iterable[str],
-) -> list[dict[str, Any]]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return []
-    statement = select(*_columns(model)).where(key.in_(wanted)).order_by(key)
-    return await _rows(session, statement)
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor(scope, [getattr(items[-1], kind.key.key)])
 
 
-# --- Building the answers ------------------------------------------------------------
-
-
-def vpcs_out(rows: Sequence[dict[str, Any]]) -> list[VpcOut]:
-    return [VpcOut.model_validate(row) for row in rows]
-
-
-def subnets_out(rows: Sequence[dict[str, Any]]) -> list[SubnetOut]:
-    return [SubnetOut.model_validate(row) for row in rows]
-
-
-def instances_out(rows: Sequence[dict[str, Any]]) -> list[InstanceOut]:
-    return [InstanceOut.model_validate(row) for row in rows]
-
-
-def groups_out(rows: Sequence[dict[str, Any]]) -> list[SecurityGroupOut]:
-    """Security groups with their rules (fetched with the rows), ingress first."""
-    return [SecurityGroupOut.model_validate(row) for row in rows]
-
-
-def enis_out(rows: Sequence[dict[str, Any]]) -> list[EniOut]:
-    """ENIs with their addresses and security groups (fetched with the rows)."""
-    return [EniOut.model_validate(row) for row in rows]
+async def detail(session: AsyncSession, kind: Kind[A], key: str) -> A | None:
+    """One resource by its AWS id, or None."""
+    found = await kind.fetch(session, kind.select().where(kind.key == key))
+    return found[0] if found else None
 
 
 # --- ENI-specific filters and the IP lookup ------------------------------------------
@@ -257,26 +275,6 @@ def _row(alias: str) -> str:
     return f"to_jsonb({alias}) || jsonb_build_object('last_seen_at', {_seen(alias)})"
 
 
-_ENI_ADDRESSES = """(SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.is_primary DESC,
-                                     x.kind, x.address), '[]')
-           FROM eni_addresses x WHERE x.eni_id = e.eni_id)"""
-
-_ENI_GROUP_REFS = """(SELECT coalesce(jsonb_agg(jsonb_build_object(
-                    'group_id', l.group_id, 'group_name', g.group_name,
-                    'owner_account_id', g.owner_account_id) ORDER BY l.group_id), '[]')
-           FROM eni_security_groups l LEFT JOIN security_groups g USING (group_id)
-           WHERE l.eni_id = e.eni_id)"""
-
-_ENI_GROUPS = f"""(SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
-                    'rules',
-                    (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.is_egress,
-                                               r.rule_id), '[]')
-                     FROM security_group_rules r WHERE r.group_id = g.group_id))
-                  ORDER BY g.group_id), '[]')
-           FROM security_groups g
-           WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
-                                WHERE eni_id = e.eni_id))"""
-
 # One round trip for the whole answer, built as JSON by PostgreSQL and checked by
 # `IpMatch` on its way out: the lookup is the hottest read there is.
 IP_LOOKUP_SQL = text(
@@ -291,9 +289,16 @@ SELECT coalesce(jsonb_agg(jsonb_build_object(
   'matched_address', h.address,
   'matched_kind', h.kind,
   'eni', {_row("e")} || jsonb_build_object(
-           'addresses', {_ENI_ADDRESSES},
-           'security_groups', {_ENI_GROUP_REFS}),
-  'security_groups', {_ENI_GROUPS},
+           'attachment', {_eni_attachment("e")},
+           'addresses', {_eni_addresses("e")},
+           'security_groups', {_eni_group_refs("e")}),
+  'security_groups', (
+    SELECT coalesce(jsonb_agg({_row("g")} || jsonb_build_object(
+                                'rules', {_group_rules("g")}) ORDER BY g.group_id),
+                    '[]')
+    FROM security_groups g
+    WHERE g.group_id IN (SELECT group_id FROM eni_security_groups
+                         WHERE eni_id = e.eni_id)),
   'instance', (SELECT {_row("i")} FROM ec2_instances i
                WHERE i.instance_id = e.attachment_instance_id),
   'subnet', (SELECT {_row("s")} FROM subnets s WHERE s.subnet_id = e.subnet_id),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -28,13 +27,8 @@ from shared.events import (
     ScheduleState,
 )
 
-
-def _text(value: Any) -> Any:
-    return None if value is None else str(value)
-
-
-Text = Annotated[str, BeforeValidator(_text)]
-"""An address, network or MAC as text (the database hands out ipaddress objects)."""
+Text = str
+"""An address, network or MAC, as PostgreSQL writes it."""
 
 
 class Out(BaseModel):
@@ -374,23 +368,6 @@ class EniOut(ResourceOut):
     attachment: AttachmentOut | None
     addresses: list[AddressOut]
     security_groups: list[GroupRef]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_attachment(cls, data: Any) -> Any:
-        """A row carries its attachment as flat `attachment_*` columns."""
-        if not isinstance(data, dict) or "attachment" in data:
-            return data
-        attachment = {
-            name: data.get(
-                name if name.startswith("attachment_") else f"attachment_{name}"
-            )
-            for name in AttachmentOut.model_fields
-        }
-        empty = (
-            attachment["attachment_id"] is None and attachment["instance_id"] is None
-        )
-        return {**data, "attachment": None if empty else attachment}
 
 
 class InstanceOut(ResourceOut):

@@ -63,19 +63,18 @@ async def list_vpcs(
     filters.equal(Vpc.state, state)
     filters.equal(Vpc.is_default, is_default)
     filters.tags(Vpc.tags, tag)
-    rows, next_cursor = await inv.page(session, Vpc, Vpc.vpc_id, filters, limit, cursor)
-
-    return Page(items=inv.vpcs_out(rows), next_cursor=next_cursor)
+    items, next_cursor = await inv.page(session, inv.VPCS, filters, limit, cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/vpcs/{vpc_id}", responses=DETAIL)
 async def get_vpc(
     vpc_id: Annotated[str, Path(pattern=VPC_ID)], _: Reader, session: SessionDep
 ) -> VpcOut:
-    rows = await inv.by_ids(session, Vpc, Vpc.vpc_id, [vpc_id])
-    if not rows:
+    found = await inv.detail(session, inv.VPCS, vpc_id)
+    if found is None:
         raise not_found(f"VPC {vpc_id}")
-    return inv.vpcs_out(rows)[0]
+    return found
 
 
 @router.get("/subnets", responses=READ_ERRORS)
@@ -99,21 +98,18 @@ async def list_subnets(
     filters.equal(Subnet.availability_zone, availability_zone)
     filters.equal(Subnet.state, state)
     filters.tags(Subnet.tags, tag)
-    rows, next_cursor = await inv.page(
-        session, Subnet, Subnet.subnet_id, filters, limit, cursor
-    )
-
-    return Page(items=inv.subnets_out(rows), next_cursor=next_cursor)
+    items, next_cursor = await inv.page(session, inv.SUBNETS, filters, limit, cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/subnets/{subnet_id}", responses=DETAIL)
 async def get_subnet(
     subnet_id: Annotated[str, Path(pattern=SUBNET_ID)], _: Reader, session: SessionDep
 ) -> SubnetOut:
-    rows = await inv.by_ids(session, Subnet, Subnet.subnet_id, [subnet_id])
-    if not rows:
+    found = await inv.detail(session, inv.SUBNETS, subnet_id)
+    if found is None:
         raise not_found(f"subnet {subnet_id}")
-    return inv.subnets_out(rows)[0]
+    return found
 
 
 @router.get("/security-groups", responses=READ_ERRORS)
@@ -135,21 +131,20 @@ async def list_security_groups(
     filters.equal(SecurityGroup.vpc_id, vpc_id)
     filters.equal(SecurityGroup.group_name, group_name)
     filters.tags(SecurityGroup.tags, tag)
-    rows, next_cursor = await inv.page(
-        session, SecurityGroup, SecurityGroup.group_id, filters, limit, cursor
+    items, next_cursor = await inv.page(
+        session, inv.SECURITY_GROUPS, filters, limit, cursor
     )
-
-    return Page(items=inv.groups_out(rows), next_cursor=next_cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/security-groups/{group_id}", responses=DETAIL)
 async def get_security_group(
     group_id: Annotated[str, Path(pattern=GROUP_ID)], _: Reader, session: SessionDep
 ) -> SecurityGroupOut:
-    rows = await inv.by_ids(session, SecurityGroup, SecurityGroup.group_id, [group_id])
-    if not rows:
+    found = await inv.detail(session, inv.SECURITY_GROUPS, group_id)
+    if found is None:
         raise not_found(f"security group {group_id}")
-    return inv.groups_out(rows)[0]
+    return found
 
 
 @router.get("/enis", responses=READ_ERRORS)
@@ -189,19 +184,18 @@ async def list_enis(
         filters.conditions.append(inv.has_public_ip(has_public_ip))
     if cidr is not None:
         filters.conditions.append(inv.in_cidr(inv.parse_cidr(cidr)))
-    rows, next_cursor = await inv.page(session, Eni, Eni.eni_id, filters, limit, cursor)
-
-    return Page(items=inv.enis_out(rows), next_cursor=next_cursor)
+    items, next_cursor = await inv.page(session, inv.ENIS, filters, limit, cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/enis/{eni_id}", responses=DETAIL)
 async def get_eni(
     eni_id: Annotated[str, Path(pattern=ENI_ID)], _: Reader, session: SessionDep
 ) -> EniOut:
-    rows = await inv.by_ids(session, Eni, Eni.eni_id, [eni_id])
-    if not rows:
+    found = await inv.detail(session, inv.ENIS, eni_id)
+    if found is None:
         raise not_found(f"ENI {eni_id}")
-    return inv.enis_out(rows)[0]
+    return found
 
 
 @router.get("/instances", responses=READ_ERRORS)
@@ -227,11 +221,8 @@ async def list_instances(
     filters.equal(Ec2Instance.state, state)
     filters.equal(Ec2Instance.instance_type, instance_type)
     filters.tags(Ec2Instance.tags, tag)
-    rows, next_cursor = await inv.page(
-        session, Ec2Instance, Ec2Instance.instance_id, filters, limit, cursor
-    )
-
-    return Page(items=inv.instances_out(rows), next_cursor=next_cursor)
+    items, next_cursor = await inv.page(session, inv.INSTANCES, filters, limit, cursor)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 @router.get("/instances/{instance_id}", responses=DETAIL)
@@ -240,12 +231,10 @@ async def get_instance(
     _: Reader,
     session: SessionDep,
 ) -> InstanceOut:
-    rows = await inv.by_ids(
-        session, Ec2Instance, Ec2Instance.instance_id, [instance_id]
-    )
-    if not rows:
+    found = await inv.detail(session, inv.INSTANCES, instance_id)
+    if found is None:
         raise not_found(f"instance {instance_id}")
-    return inv.instances_out(rows)[0]
+    return found
 
 
 @router.get("/ip/{address:path}", responses=DETAIL)
