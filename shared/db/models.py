@@ -12,6 +12,10 @@ A resource's last-seen time is not stored per row: it is the latest
 so an unchanged re-poll writes no resource row at all. Readers get it from
 the SQL function `resource_last_seen(region, seen_by)` or the views
 `<table>_with_last_seen` (migration 0002).
+
+Lists are keyset pages in AWS-id order, so an index on what a list filters by
+(owner and region, VPC, subnet) ends with the table's key: a filtered page is
+then read in order from the index, however few of the rows match.
 """
 
 from __future__ import annotations
@@ -220,7 +224,7 @@ class Vpc(ResourceColumns, Base):
     instance_tenancy: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
-        Index("ix_vpcs_owner_region", "owner_account_id", "region"),
+        Index("ix_vpcs_owner_region", "owner_account_id", "region", "vpc_id"),
         Index(
             "ix_vpcs_cidr_block",
             "cidr_block",
@@ -250,8 +254,8 @@ class Subnet(ResourceColumns, Base):
     subnet_arn: Mapped[str | None] = mapped_column(String(2048))
 
     __table_args__ = (
-        Index("ix_subnets_vpc_id", "vpc_id"),
-        Index("ix_subnets_owner_region", "owner_account_id", "region"),
+        Index("ix_subnets_vpc_id", "vpc_id", "subnet_id"),
+        Index("ix_subnets_owner_region", "owner_account_id", "region", "subnet_id"),
         Index(
             "ix_subnets_cidr_block",
             "cidr_block",
@@ -270,8 +274,10 @@ class SecurityGroup(ResourceColumns, Base):
     description: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("ix_security_groups_vpc_id", "vpc_id"),
-        Index("ix_security_groups_owner_region", "owner_account_id", "region"),
+        Index("ix_security_groups_vpc_id", "vpc_id", "group_id"),
+        Index(
+            "ix_security_groups_owner_region", "owner_account_id", "region", "group_id"
+        ),
     )
 
 
@@ -335,9 +341,9 @@ class Eni(ResourceColumns, Base):
     attachment_delete_on_termination: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
-        Index("ix_enis_owner_region", "owner_account_id", "region"),
-        Index("ix_enis_vpc_id", "vpc_id"),
-        Index("ix_enis_subnet_id", "subnet_id"),
+        Index("ix_enis_owner_region", "owner_account_id", "region", "eni_id"),
+        Index("ix_enis_vpc_id", "vpc_id", "eni_id"),
+        Index("ix_enis_subnet_id", "subnet_id", "eni_id"),
         Index("ix_enis_attachment_instance_id", "attachment_instance_id"),
     )
 
@@ -420,9 +426,11 @@ class Ec2Instance(ResourceColumns, Base):
     )
 
     __table_args__ = (
-        Index("ix_ec2_instances_owner_region", "owner_account_id", "region"),
-        Index("ix_ec2_instances_vpc_id", "vpc_id"),
-        Index("ix_ec2_instances_subnet_id", "subnet_id"),
+        Index(
+            "ix_ec2_instances_owner_region", "owner_account_id", "region", "instance_id"
+        ),
+        Index("ix_ec2_instances_vpc_id", "vpc_id", "instance_id"),
+        Index("ix_ec2_instances_subnet_id", "subnet_id", "instance_id"),
     )
 
 
