@@ -2,10 +2,13 @@
 
 Loads BENCH_API_ENIS ENIs (default 100,000) into a database of its own, serves
 it with `python -m services.api`, and drives it from a separate process (wrk
-when installed, otherwise a Python load process) on 127.0.0.1 only. Prints
-p50/p99 latency and requests per second for each scenario.
+when installed, otherwise a Python load process) on 127.0.0.1 only, at each
+number of concurrent connections in BENCH_API_CONNECTIONS (default 2,4,8).
+Prints p50/p99 latency and requests per second for each scenario and
+concurrency, then at which concurrencies the p99 targets hold.
 
-    BENCH_API_ENIS=5000 BENCH_API_SECONDS=3 python -m bench api
+    BENCH_API_ENIS=5000 BENCH_API_SECONDS=3 BENCH_API_CONNECTIONS=1,4 \
+        python -m bench api
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from shared.devservers import free_port
 
 ENIS = int(os.environ.get("BENCH_API_ENIS", "100000"))
 SECONDS = float(os.environ.get("BENCH_API_SECONDS", "10"))
-CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "8"))
+CONNECTIONS = [
+    int(n) for n in os.environ.get("BENCH_API_CONNECTIONS", "2,4,8").split(",")
+]
 WORKERS = int(os.environ.get("BENCH_API_WORKERS", "2"))
 SERVER_URL = os.environ.get(
     "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -191,7 +196,9 @@ def list_paths(count: int) -> list[str]:
     return paths
 
 
-def run_wrk(base_url: str, paths: list[str], work: Path) -> tuple[float, float, float]:
+def run_wrk(
+    base_url: str, paths: list[str], connections: int, work: Path
+) -> tuple[float, float, float]:
     script = work / "paths.lua"
     quoted = ",".join(json.dumps(p) for p in paths)
     script.write_text(
@@ -209,8 +216,8 @@ def run_wrk(base_url: str, paths: list[str], work: Path) -> tuple[float, float, 
     output = subprocess.run(
         [
             "wrk",
-            "-t2",
-            f"-c{CONNECTIONS}",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
             f"-d{max(1, round(SECONDS))}s",
             "--timeout",
             "5s",
@@ -237,10 +244,12 @@ def run_wrk(base_url: str, paths: list[str], work: Path) -> tuple[float, float, 
     )
 
 
-def python_load(base_url: str, paths: list[str]) -> tuple[float, float, float]:
+def python_load(
+    base_url: str, paths: list[str], connections: int
+) -> tuple[float, float, float]:
     """The same load from a separate Python process, when wrk is not installed."""
     argv = [sys.executable, "-m", "bench.bench_api", "load", base_url, TOKEN]
-    argv += [str(SECONDS), str(CONNECTIONS)]
+    argv += [str(SECONDS), str(connections)]
     output = subprocess.run(
         argv, input="\n".join(paths), capture_output=True, text=True, check=True
     ).stdout
@@ -327,10 +336,12 @@ def main() -> None:
 
 
 def _measure(database_url: str) -> None:
+    """Each scenario at each concurrency, then where the targets hold."""
     tool = "wrk" if shutil.which("wrk") else "python"
     print(
-        f"load: {tool}, {CONNECTIONS} connections, {SECONDS:g} s per scenario; "
-        f"{WORKERS} API processes"
+        f"load: {tool} on 127.0.0.1, {SECONDS:g} s per run; {WORKERS} API "
+        f"processes; {os.cpu_count()} cores shared by the load, the API and "
+        "PostgreSQL"
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -340,27 +351,41 @@ def _measure(database_url: str) -> None:
                 "ip lookup": ip_paths(2000),
                 "filtered list page": list_paths(500),
             }
+            met: dict[str, list[int]] = {label: [] for label in scenarios}
             for label, paths in scenarios.items():
-                for path in paths[:20]:  # warm the pool and the caches
-                    httpx.get(
-                        base_url + path,
-                        headers={"Authorization": f"Bearer {TOKEN}"},
-                        timeout=10,
-                    ).raise_for_status()
-                if tool == "wrk":
-                    p50, p99, rps = run_wrk(base_url, paths, work)
-                else:
-                    p50, p99, rps = python_load(base_url, paths)
-                verdict = "meets" if p99 < TARGETS[label] else "misses"
-                print(
-                    f"{label:20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
-                    f"{rps:8.1f} req/s  ({verdict} the p99 target of "
-                    f"{TARGETS[label]:g} ms)",
-                    flush=True,
-                )
+                _warm(base_url, paths[:20])
+                for connections in CONNECTIONS:
+                    if tool == "wrk":
+                        p50, p99, rps = run_wrk(base_url, paths, connections, work)
+                    else:
+                        p50, p99, rps = python_load(base_url, paths, connections)
+                    meets = p99 < TARGETS[label]
+                    if meets:
+                        met[label].append(connections)
+                    print(
+                        f"{label:20} {connections:2} conn  p50 {p50:7.2f} ms  "
+                        f"p99 {p99:7.2f} ms  {rps:8.1f} req/s  "
+                        f"({'meets' if meets else 'misses'} the p99 target of "
+                        f"{TARGETS[label]:g} ms)",
+                        flush=True,
+                    )
         finally:
             process.terminate()
             process.wait(timeout=10)
+    for label, levels in met.items():
+        print(
+            f"{label}: p99 target met at "
+            f"{', '.join(map(str, levels)) or 'none'} of "
+            f"{', '.join(map(str, CONNECTIONS))} connections"
+        )
+
+
+def _warm(base_url: str, paths: list[str]) -> None:
+    """Fill the pool and the caches before measuring."""
+    for path in paths:
+        httpx.get(
+            base_url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        ).raise_for_status()
 
 
 if __name__ == "__main__":
