@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.api.errors import invalid
-from services.api.pagination import decode_cursor, encode_cursor
+from services.api.pagination import decode_cursor, encode_cursor, rows_at_most
 from services.api.schemas import (
     EniOut,
     InstanceOut,
@@ -225,7 +225,8 @@ async def page(
     if cursor is not None:
         (after,) = decode_cursor(scope, cursor, 1)
         statement = statement.where(kind.key > after)
-    items = await kind.fetch(session, statement.order_by(kind.key).limit(limit + 1))
+    statement = statement.order_by(kind.key).limit(rows_at_most(limit + 1))
+    items = await kind.fetch(session, statement)
 
     if len(items) <= limit:
         return items, None
@@ -317,8 +318,5 @@ _MATCHES = TypeAdapter(list[IpMatch])
 
 async def lookup_ip(session: AsyncSession, ip: IpAddress) -> IpLookup:
     """Every ENI holding `ip` as an address or inside a delegated prefix."""
-    # The plan does not depend on the address, and planning this statement costs
-    # more than running it: reuse one plan for the whole transaction.
-    await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
     found = (await session.execute(IP_LOOKUP_SQL, {"ip": str(ip)})).scalar_one()
     return IpLookup(address=str(ip), matches=_MATCHES.validate_json(found))

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, Field
+from sqlalchemy import BindParameter, bindparam
 
 from services.api.errors import invalid
 
@@ -38,6 +39,17 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )
+
+
+def rows_at_most(count: int) -> BindParameter[int]:
+    """A LIMIT written into the SQL rather than bound.
+
+    The API runs generic plans (see `make_read_engine`); a bound LIMIT would
+    be planned as if a tenth of the table were wanted, a written one lets
+    PostgreSQL plan for the few rows a page needs. Each page size is a
+    statement of its own, prepared once per connection.
+    """
+    return bindparam("rows_at_most", count, literal_execute=True)
 
 
 def encode_cursor(scope: str, key: list[Any]) -> str:

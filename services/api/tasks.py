@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.api.errors import invalid
-from services.api.pagination import decode_cursor, encode_cursor
+from services.api.pagination import decode_cursor, encode_cursor, rows_at_most
 from services.api.schemas import ChildCounts, RegionResult, TaskDetail, TaskOut
 from shared.db.models import DiscoveryTask
 from shared.events import FINISHED_STATUSES
@@ -41,7 +41,7 @@ async def list_tasks(
         )
     statement = statement.order_by(
         DiscoveryTask.created_at.desc(), DiscoveryTask.id.desc()
-    ).limit(limit + 1)
+    ).limit(rows_at_most(limit + 1))
     tasks = list(await session.scalars(statement))
 
     next_cursor = None
@@ -61,7 +61,7 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID) -> TaskDetail | No
         select(DiscoveryTask)
         .where(DiscoveryTask.parent_id == task_id)
         .order_by(DiscoveryTask.created_at, DiscoveryTask.account_id)
-        .limit(MAX_CHILDREN)
+        .limit(rows_at_most(MAX_CHILDREN))
     )
 
     now = datetime.now(UTC)

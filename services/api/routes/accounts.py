@@ -24,6 +24,7 @@ from services.api.pagination import (
     Page,
     decode_cursor,
     encode_cursor,
+    rows_at_most,
 )
 from services.api.schemas import (
     Accepted,
@@ -52,7 +53,9 @@ async def list_accounts(
     _: Reader, session: SessionDep, limit: Limit = 100, cursor: CursorParam = None
 ) -> Page[AccountOut]:
     """The accounts, by account id."""
-    statement = select(Account).order_by(Account.account_id).limit(limit + 1)
+    statement = (
+        select(Account).order_by(Account.account_id).limit(rows_at_most(limit + 1))
+    )
     if cursor is not None:
         (after,) = decode_cursor("accounts", cursor, 1)
         statement = statement.where(Account.account_id > after)

@@ -22,6 +22,7 @@ from services.api.pagination import (
     Page,
     decode_cursor,
     encode_cursor,
+    rows_at_most,
 )
 from services.api.schemas import TokenCreate, TokenCreated, TokenOut
 from shared.db.models import ApiToken
@@ -35,7 +36,7 @@ async def list_tokens(
     _: Admin, session: SessionDep, limit: Limit = 100, cursor: CursorParam = None
 ) -> Page[TokenOut]:
     """The tokens' records (never the tokens), oldest first."""
-    statement = select(ApiToken).order_by(ApiToken.id).limit(limit + 1)
+    statement = select(ApiToken).order_by(ApiToken.id).limit(rows_at_most(limit + 1))
     if cursor is not None:
         (after,) = decode_cursor("tokens", cursor, 1)
         statement = statement.where(ApiToken.id > _uuid(after))
