@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from services.reconciler.bootstrap import run
 from shared import snapshots
 from shared.bus import BusNames, ensure_streams
 from shared.events import (
@@ -33,7 +31,7 @@ from shared.events import (
     TaskStatus,
     UpdateAccount,
 )
-from shared.settings import ReconcilerSettings
+from tests.conftest import StartReconciler
 from tests.reconciler.factories import (
     REGION,
     A,
@@ -50,39 +48,6 @@ from tests.reconciler.factories import (
 )
 
 OTHER_REGION = "eu-central-1"
-
-
-StartReconciler = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-async def start_reconciler(
-    pool: asyncpg.Pool,
-    database_url: str,
-    nats_url: str,
-    names: BusNames,
-    nats_client: NatsClient,
-) -> AsyncIterator[StartReconciler]:
-    """Start the reconciler in this process on the test's namespace."""
-    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-
-    async def start(**overrides: object) -> None:
-        settings = ReconcilerSettings(
-            database_url=database_url,
-            nats_url=nats_url,
-            nats_namespace=names.namespace,
-            reconciler_ack_wait_seconds=3,
-            reconciler_workers=2,
-            **overrides,
-        )
-        stop, ready = asyncio.Event(), asyncio.Event()
-        running.append((stop, asyncio.create_task(run(settings, stop, ready))))
-        await asyncio.wait_for(ready.wait(), timeout=20)
-
-    yield start
-    for stop, task in running:
-        stop.set()
-        await asyncio.wait_for(task, timeout=20)
 
 
 @pytest.fixture
