@@ -61,6 +61,10 @@ class BusNames:
         return self.subject("tasks.created")
 
     @property
+    def tasks_created_batch(self) -> str:
+        return self.subject("tasks.created_batch")
+
+    @property
     def tasks_started(self) -> str:
         return self.subject("tasks.started")
 
@@ -145,6 +149,7 @@ def stream_configs(names: BusNames) -> list[StreamConfig]:
             name=names.discovery_stream,
             subjects=[
                 names.tasks_created,
+                names.tasks_created_batch,
                 names.tasks_started,
                 names.resources_discovered,
                 names.discovery_failed,

@@ -319,6 +319,30 @@ class TaskCreated(Contract):
     created_at: AwareDatetime
 
 
+class TasksCreated(Contract):
+    """`tasks.created_batch`: children of one cycle, announced in one message.
+
+    Recorded exactly as each of `tasks` would be as a `TaskCreated` of its
+    own. `first` is the position of `tasks[0]` among the cycle's children.
+    """
+
+    cycle_id: str
+    parent_task_id: uuid.UUID
+    first: int = Field(ge=0)
+    tasks: list[TaskCreated] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _children_of_the_parent(self) -> Self:
+        for task in self.tasks:
+            if task.kind is not TaskKind.ACCOUNT_POLL:
+                raise ValueError(f"task {task.task_id} is not an account poll")
+            if task.parent_task_id != self.parent_task_id:
+                raise ValueError(f"task {task.task_id} is not a child of the parent")
+        if len({task.task_id for task in self.tasks}) < len(self.tasks):
+            raise ValueError("a task appears twice")
+        return self
+
+
 class TaskStarted(Contract):
     """`tasks.started`: a poller began an account poll."""
 

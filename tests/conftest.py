@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -21,11 +21,13 @@ from nats.aio.client import Client as NatsClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.reconciler.bootstrap import run as run_reconciler
 from shared import devservers
 from shared.bus import BusNames
 from shared.db import admin
 from shared.db.engine import make_engine
 from shared.db.models import Base
+from shared.settings import ReconcilerSettings
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -99,6 +101,41 @@ async def nats_client(nats_url: str, names: BusNames) -> AsyncIterator[NatsClien
         if stream.config.name and names.namespace.lower() in stream.config.name.lower():
             await js.delete_stream(stream.config.name)
     await client.drain()
+
+
+StartReconciler = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+async def start_reconciler(
+    db: AsyncEngine,
+    database_url: str,
+    nats_url: str,
+    names: BusNames,
+    nats_client: NatsClient,
+) -> AsyncIterator[StartReconciler]:
+    """Start the reconciler in this process on the test's namespace."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides: object) -> None:
+        settings = ReconcilerSettings(
+            database_url=database_url,
+            nats_url=nats_url,
+            nats_namespace=names.namespace,
+            reconciler_ack_wait_seconds=3,
+            reconciler_workers=2,
+            **overrides,
+        )
+        stop, ready = asyncio.Event(), asyncio.Event()
+        running.append(
+            (stop, asyncio.create_task(run_reconciler(settings, stop, ready)))
+        )
+        await asyncio.wait_for(ready.wait(), timeout=20)
+
+    yield start
+    for stop, task in running:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from shared.events import (
     ResourcesDiscovered,
     TaskCreated,
     TaskFinished,
+    TasksCreated,
     TaskStarted,
 )
 
@@ -239,6 +240,15 @@ async def _count_region_failure(
 async def record_created(pool: asyncpg.Pool, event: TaskCreated) -> Outcome:
     async with pool.acquire() as connection, connection.transaction():
         finished = await tasks.record_created(connection, event)
+    return Outcome("recorded", finished=finished)
+
+
+async def record_created_batch(pool: asyncpg.Pool, batch: TasksCreated) -> Outcome:
+    """Record a batch of children in one transaction, as if each came on its own."""
+    async with pool.acquire() as connection, connection.transaction():
+        finished = await tasks.record_children(
+            connection, batch.parent_task_id, batch.tasks
+        )
     return Outcome("recorded", finished=finished)
 
 

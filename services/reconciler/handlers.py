@@ -40,7 +40,9 @@ from shared.events import (
     RevokeApiToken,
     TaskCreated,
     TaskFinished,
+    TasksCreated,
     TaskStarted,
+    TaskStatus,
     UpdateAccount,
 )
 
@@ -109,6 +111,7 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
         names.resources_discovered: _on_discovered,
         names.discovery_failed: _on_failed,
         names.tasks_created: _on_created,
+        names.tasks_created_batch: _on_created_batch,
         names.tasks_started: _on_started,
     }
     route = routes.get(msg.subject)
@@ -248,6 +251,24 @@ async def _on_created(deps: Deps, data: bytes) -> Outcome:
     outcome = await discovery.record_created(deps.pool, event)
 
     log.debug("task_created_recorded", kind=event.kind.value, status=event.status)
+    return outcome
+
+
+async def _on_created_batch(deps: Deps, data: bytes) -> Outcome:
+    batch = TasksCreated.model_validate_json(data)
+    structlog.contextvars.bind_contextvars(
+        cycle_id=batch.cycle_id, parent_task_id=str(batch.parent_task_id)
+    )
+
+    outcome = await discovery.record_created_batch(deps.pool, batch)
+
+    log.info(
+        "task_batch_recorded",
+        first=batch.first,
+        tasks=len(batch.tasks),
+        skipped=sum(1 for task in batch.tasks if task.status is TaskStatus.SKIPPED),
+        finished=len(outcome.finished),
+    )
     return outcome
 
 

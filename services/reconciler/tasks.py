@@ -1,22 +1,27 @@
-"""Discovery task records: child outcomes, parent counters, account health.
+"""Discovery task records: announcements, child outcomes, parent counters, health.
 
 Events may come in any order (a redelivered `tasks.created` after the results
 of its task), so a task row is created on first sight (`announced = false`)
-and completed when its announcement arrives. A child finishes once every
-region it polls has an outcome (or its whole poll failed); a finished child is
-counted into its parent exactly once, by a single `SET x = x + 1` statement,
-when both its final status and its parent are known. Lock order, everywhere:
-region locks, then the child row, then the parent row.
+and completed when its announcement arrives, alone or in a batch: a batch is
+recorded with set-based statements, exactly as its children one by one. A
+child finishes once every region it polls has an outcome (or its whole poll
+failed); a finished child is counted into its parent exactly once, by one
+`SET x = x + n` statement, when both its final status and its parent are
+known. Lock order, everywhere: region locks, then the child rows (in id order
+when there are several), then the accounts, then the parent row.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter
 
 from shared.events import TaskCreated, TaskFinished, TaskKind, TaskStarted, TaskStatus
 
@@ -82,13 +87,12 @@ async def _ensure_parent(connection: asyncpg.Connection, parent_id: uuid.UUID) -
     )
 
 
-async def lock_child(connection: asyncpg.Connection, task_id: uuid.UUID) -> ChildRow:
-    row = await connection.fetchrow(
-        "SELECT id, parent_id, account_id, status, announced, regions,"
-        " region_results, error FROM discovery_tasks WHERE id = $1 FOR UPDATE",
-        task_id,
-    )
-    assert row is not None, "ensure_child first"
+_CHILD_COLUMNS = (
+    "id, parent_id, account_id, status, announced, regions, region_results, error"
+)
+
+
+def _child_row(row: asyncpg.Record) -> ChildRow:
     return ChildRow(
         id=row["id"],
         parent_id=row["parent_id"],
@@ -99,6 +103,15 @@ async def lock_child(connection: asyncpg.Connection, task_id: uuid.UUID) -> Chil
         region_results=json.loads(row["region_results"]),
         error=row["error"],
     )
+
+
+async def lock_child(connection: asyncpg.Connection, task_id: uuid.UUID) -> ChildRow:
+    row = await connection.fetchrow(
+        f"SELECT {_CHILD_COLUMNS} FROM discovery_tasks WHERE id = $1 FOR UPDATE",
+        task_id,
+    )
+    assert row is not None, "ensure_child first"
+    return _child_row(row)
 
 
 async def record_region(
@@ -118,57 +131,114 @@ async def record_region(
     )
 
 
+_ANNOUNCEMENTS = TypeAdapter(list[TaskCreated])
+
+_ANNOUNCED = (
+    "jsonb_to_recordset($1::jsonb) AS t(task_id uuid, parent_task_id uuid,"
+    " kind varchar, cycle_id varchar, account_id varchar, regions varchar[],"
+    " reason text, initiated_by varchar, children_total integer,"
+    " not_before timestamptz, created_at timestamptz)"
+)
+"""The announcements, as rows typed like the columns they are compared with."""
+
+
+async def _store_announcements(
+    connection: asyncpg.Connection, events: Sequence[TaskCreated]
+) -> dict[uuid.UUID, ChildRow]:
+    """Write what `events` announce; return the rows that existed, as they were.
+
+    Missing rows are inserted first, which waits for anyone inserting the same
+    task at that moment; every other row is then locked (in id order) and
+    read before it is completed, so what it held before the announcement is
+    known exactly. A row already announced with the same fields is not
+    written again.
+    """
+    announced = _ANNOUNCEMENTS.dump_json(list(events)).decode()
+    inserted = await connection.fetch(
+        "INSERT INTO discovery_tasks (id, parent_id, kind, cycle_id, account_id,"
+        " regions, reason, initiated_by, children_total, not_before, created_at)"
+        " SELECT task_id, parent_task_id, kind, cycle_id, account_id, regions,"
+        " reason, initiated_by, children_total, not_before, created_at"
+        f" FROM {_ANNOUNCED} ORDER BY task_id ON CONFLICT (id) DO NOTHING"
+        " RETURNING id",
+        announced,
+    )
+    new = {row["id"] for row in inserted}
+    existing = [event.task_id for event in events if event.task_id not in new]
+    if not existing:
+        return {}
+
+    before = await connection.fetch(
+        f"SELECT {_CHILD_COLUMNS} FROM discovery_tasks"
+        " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+        existing,
+    )
+    await connection.execute(
+        "UPDATE discovery_tasks d SET parent_id = t.parent_task_id, kind = t.kind,"
+        " cycle_id = t.cycle_id, account_id = t.account_id, regions = t.regions,"
+        " reason = t.reason, initiated_by = t.initiated_by,"
+        " children_total = t.children_total, not_before = t.not_before,"
+        " created_at = t.created_at, announced = true, updated_at = now()"
+        f" FROM {_ANNOUNCED} WHERE d.id = t.task_id AND d.id = ANY($2::uuid[])"
+        " AND (NOT d.announced OR (d.parent_id, d.kind, d.cycle_id, d.account_id,"
+        " d.regions, d.reason, d.initiated_by, d.children_total, d.not_before,"
+        " d.created_at) IS DISTINCT FROM (t.parent_task_id, t.kind, t.cycle_id,"
+        " t.account_id, t.regions, t.reason, t.initiated_by, t.children_total,"
+        " t.not_before, t.created_at))",
+        announced,
+        existing,
+    )
+    return {row["id"]: _child_row(row) for row in before}
+
+
 async def record_created(
     connection: asyncpg.Connection, event: TaskCreated
 ) -> list[TaskFinished]:
     """Record a task's announcement, merging with a row created earlier."""
-    if event.parent_task_id is not None:
-        await _ensure_parent(connection, event.parent_task_id)
-    before = await connection.fetchrow(
-        "SELECT status, parent_id FROM discovery_tasks WHERE id = $1 FOR UPDATE",
-        event.task_id,
-    )
-    await connection.execute(
-        "INSERT INTO discovery_tasks (id, parent_id, kind, cycle_id, account_id,"
-        " regions, status, reason, initiated_by, children_total, not_before,"
-        " created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10,"
-        " $11) ON CONFLICT (id) DO UPDATE SET parent_id = EXCLUDED.parent_id,"
-        " kind = EXCLUDED.kind, cycle_id = EXCLUDED.cycle_id,"
-        " account_id = EXCLUDED.account_id, regions = EXCLUDED.regions,"
-        " reason = EXCLUDED.reason, initiated_by = EXCLUDED.initiated_by,"
-        " children_total = EXCLUDED.children_total,"
-        " not_before = EXCLUDED.not_before, created_at = EXCLUDED.created_at,"
-        " announced = true, updated_at = now()",
-        event.task_id,
-        event.parent_task_id,
-        event.kind.value,
-        event.cycle_id,
-        event.account_id,
-        event.regions,
-        event.reason,
-        event.initiated_by,
-        event.children_total,
-        event.not_before,
-        event.created_at,
-    )
-    finished: list[TaskFinished] = []
-    if event.kind is TaskKind.CYCLE:
-        finished += await settle_parent(connection, event.task_id)
-        return finished
-    if event.status is TaskStatus.SKIPPED:
-        finished += await _finish_child(
-            connection, event.task_id, TaskStatus.SKIPPED, event.reason
-        )
-        return finished
-    was_final = before is not None and before["status"] not in UNFINISHED
-    if was_final and before is not None and before["parent_id"] is None:
-        # Finished before its announcement told us its parent: count it now.
-        if event.parent_task_id is not None:
-            finished += await _count_in_parent(
-                connection, event.parent_task_id, TaskStatus(before["status"])
-            )
-        return finished
-    finished += await settle_child(connection, event.task_id)
+    if event.kind is TaskKind.ACCOUNT_POLL:
+        return await record_children(connection, event.parent_task_id, [event])
+    await _store_announcements(connection, [event])
+    return await settle_parent(connection, event.task_id)
+
+
+async def record_children(
+    connection: asyncpg.Connection,
+    parent_id: uuid.UUID | None,
+    events: Sequence[TaskCreated],
+) -> list[TaskFinished]:
+    """Record the announcements of children of `parent_id`, set-based.
+
+    The same as recording each on its own: a skipped child is finished at
+    once; a child that had every result before its announcement finishes
+    now; one that finished before its parent was known is counted in it now.
+    The same announcements again change nothing.
+    """
+    if parent_id is not None:
+        await _ensure_parent(connection, parent_id)
+    before = await _store_announcements(connection, events)
+
+    decided: list[tuple[uuid.UUID, TaskStatus, str | None]] = []
+    finished_unparented: list[TaskStatus] = []
+    for event in events:
+        child = before.get(event.task_id)
+        if event.status is TaskStatus.SKIPPED:
+            decided.append((event.task_id, TaskStatus.SKIPPED, event.reason))
+        elif child is None:
+            continue  # new: its results are still to come
+        elif child.status not in UNFINISHED:
+            if child.parent_id is None and parent_id is not None:
+                finished_unparented.append(TaskStatus(child.status))
+        else:
+            child = replace(child, regions=list(event.regions), announced=True)
+            status = child_status(child, poll_failed=False)
+            if status is not None:
+                decided.append((event.task_id, status, _error_summary(child)))
+    rows = await _finish(connection, decided)
+
+    finished = [finished_event(row) for row in rows]
+    statuses = [TaskStatus(row["status"]) for row in rows] + finished_unparented
+    if parent_id is not None and statuses:
+        finished += await _count_in_parent(connection, parent_id, statuses)
     return finished
 
 
@@ -241,54 +311,101 @@ async def _finish_child(
     status: TaskStatus,
     error: str | None,
 ) -> list[TaskFinished]:
-    row = await connection.fetchrow(
-        "UPDATE discovery_tasks SET status = $2, error = coalesce($3, error),"
-        " finished_at = now(), updated_at = now()"
-        f" WHERE id = $1 AND status IN {UNFINISHED} RETURNING {_FINISHED_COLUMNS}",
-        task_id,
-        status.value,
-        error,
-    )
-    if row is None:
-        return []
-    finished = [finished_event(row)]
-    if row["account_id"] is not None and status is not TaskStatus.SKIPPED:
-        await _record_account_poll(connection, row["account_id"], status, error)
-    if row["parent_id"] is not None:
-        finished += await _count_in_parent(connection, row["parent_id"], status)
+    finished: list[TaskFinished] = []
+    for row in await _finish(connection, [(task_id, status, error)]):
+        finished.append(finished_event(row))
+        if row["parent_id"] is not None:
+            finished += await _count_in_parent(connection, row["parent_id"], [status])
     return finished
 
 
-async def _record_account_poll(
+async def _finish(
     connection: asyncpg.Connection,
-    account_id: str,
-    status: TaskStatus,
-    error: str | None,
+    decided: Sequence[tuple[uuid.UUID, TaskStatus, str | None]],
+) -> list[asyncpg.Record]:
+    """Give each child (task, status, error) its final status, unless it has one.
+
+    Returns the rows finished, in the order given, after recording the polls
+    of their accounts. Counting them in their parents is the caller's part.
+    """
+    if not decided:
+        return []
+    rows: list[asyncpg.Record] = await connection.fetch(
+        "UPDATE discovery_tasks SET status = f.final_status,"
+        " error = coalesce(f.summary, error), finished_at = now(), updated_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[])"
+        " AS f(task_id, final_status, summary)"
+        f" WHERE id = f.task_id AND status IN {UNFINISHED}"
+        f" RETURNING {_FINISHED_COLUMNS}",
+        [task_id for task_id, _, _ in decided],
+        [status.value for _, status, _ in decided],
+        [error for _, _, error in decided],
+    )
+    position = {task_id: n for n, (task_id, _, _) in enumerate(decided)}
+    rows.sort(key=lambda row: position[row["id"]])
+    await _record_account_polls(
+        connection, [row for row in rows if row["status"] != TaskStatus.SKIPPED]
+    )
+    return rows
+
+
+async def _record_account_polls(
+    connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]
 ) -> None:
-    if status is TaskStatus.SUCCEEDED:
+    """Account health after finished polls, as if recorded one by one in order.
+
+    A success resets the account; each failure after its last success adds one
+    to its failures in a row and leaves its error.
+    """
+    succeeded: set[str] = set()
+    failed: dict[str, tuple[int, str | None]] = {}
+    for row in rows:
+        account_id = row["account_id"]
+        if account_id is None:
+            continue
+        if row["status"] == TaskStatus.SUCCEEDED:
+            succeeded.add(account_id)
+            failed.pop(account_id, None)
+        else:
+            failures = failed.get(account_id, (0, None))[0]
+            failed[account_id] = (failures + 1, row["error"])
+
+    if succeeded:
         await connection.execute(
             "UPDATE accounts SET last_polled_at = now(), last_success_at = now(),"
-            " consecutive_failures = 0, stale_since = NULL WHERE account_id = $1",
-            account_id,
+            " consecutive_failures = 0, stale_since = NULL"
+            " WHERE account_id = ANY($1::text[])",
+            sorted(succeeded),
         )
-        return
-    await connection.execute(
-        "UPDATE accounts SET last_polled_at = now(),"
-        " consecutive_failures = consecutive_failures + 1, last_error = $2,"
-        " stale_since = coalesce(stale_since, now()) WHERE account_id = $1",
-        account_id,
-        error,
-    )
+    if failed:
+        accounts = sorted(failed)
+        await connection.execute(
+            "UPDATE accounts a SET last_polled_at = now(),"
+            " consecutive_failures = a.consecutive_failures + f.failures,"
+            " last_error = f.error, stale_since = coalesce(a.stale_since, now())"
+            " FROM unnest($1::text[], $2::integer[], $3::text[])"
+            " AS f(account_id, failures, error) WHERE a.account_id = f.account_id",
+            accounts,
+            [failed[account][0] for account in accounts],
+            [failed[account][1] for account in accounts],
+        )
 
 
 async def _count_in_parent(
-    connection: asyncpg.Connection, parent_id: uuid.UUID, status: TaskStatus
+    connection: asyncpg.Connection,
+    parent_id: uuid.UUID,
+    statuses: Sequence[TaskStatus],
 ) -> list[TaskFinished]:
-    counter = PARENT_COUNTER[status]
+    """Count finished children in their parent in one statement, then settle it."""
+    counts = Counter(PARENT_COUNTER[status] for status in statuses)
+    columns = sorted(counts)
+    assignments = ", ".join(
+        f"{column} = {column} + ${n}" for n, column in enumerate(columns, start=2)
+    )
     await connection.execute(
-        f"UPDATE discovery_tasks SET {counter} = {counter} + 1, updated_at = now()"
-        " WHERE id = $1",
+        f"UPDATE discovery_tasks SET {assignments}, updated_at = now() WHERE id = $1",
         parent_id,
+        *(counts[column] for column in columns),
     )
     return await settle_parent(connection, parent_id)
 
@@ -345,25 +462,15 @@ async def fail_expired(
         reason,
     )
     finished = [finished_event(row) for row in children]
-    for row in children:
-        if row["account_id"] is not None:
-            await _record_account_poll(
-                connection, row["account_id"], TaskStatus.FAILED, reason
-            )
-    failed_per_parent: dict[uuid.UUID, int] = {}
+    await _record_account_polls(connection, children)
+    failed_per_parent: defaultdict[uuid.UUID, list[TaskStatus]] = defaultdict(list)
     for row in children:
         if row["parent_id"] is not None:
-            failed_per_parent[row["parent_id"]] = (
-                failed_per_parent.get(row["parent_id"], 0) + 1
-            )
+            failed_per_parent[row["parent_id"]].append(TaskStatus.FAILED)
     for parent_id in sorted(failed_per_parent):
-        await connection.execute(
-            "UPDATE discovery_tasks SET children_failed = children_failed + $2,"
-            " updated_at = now() WHERE id = $1",
-            parent_id,
-            failed_per_parent[parent_id],
+        finished += await _count_in_parent(
+            connection, parent_id, failed_per_parent[parent_id]
         )
-        finished += await settle_parent(connection, parent_id)
     parents = await connection.fetch(
         "UPDATE discovery_tasks SET status = 'failed', error = $2,"
         " finished_at = now(), updated_at = now()"

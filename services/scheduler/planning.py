@@ -37,6 +37,17 @@ from shared.events import (
 TASK_NAMESPACE = uuid.UUID("5b0f6c1e-8a53-4c55-9d1c-2f7d3c0a9e41")
 """uuid5 namespace of every task id the scheduler makes."""
 
+BATCH_CHILDREN = 200
+"""Most children announced in one `tasks.created_batch` message."""
+
+BATCH_REGIONS = 3200
+"""Most regions, its children's together, in one such message.
+
+With every field at its longest (a 32-character name for each region, the
+longest skip reason, a 255-character initiator) a batch stays under 512 KiB,
+half of NATS's default payload limit, however the regions are spread.
+"""
+
 
 class CronError(ValueError):
     """The cron expression never fires or cannot be read."""
@@ -141,6 +152,27 @@ class CyclePlan(BaseModel):
 
     def due_at(self, index: int) -> datetime:
         return self.started_at + timedelta(seconds=index * self.stagger_seconds)
+
+
+def announcement_batches(plan: CyclePlan) -> list[tuple[int, list[PlannedPoll]]]:
+    """The children in plan order, cut into (position of the first, children).
+
+    A batch closes at BATCH_CHILDREN children or before its regions would
+    pass BATCH_REGIONS. It depends on the stored plan alone, so every replica
+    cuts the same batches.
+    """
+    batches: list[tuple[int, list[PlannedPoll]]] = []
+    first, regions = 0, 0
+    for position, child in enumerate(plan.children):
+        full = position - first == BATCH_CHILDREN
+        if position > first and (full or regions + len(child.regions) > BATCH_REGIONS):
+            batches.append((first, plan.children[first:position]))
+            first, regions = position, 0
+        regions += len(child.regions)
+    if plan.children:
+        batches.append((first, plan.children[first:]))
+
+    return batches
 
 
 def task_id(cycle_id: str, account_id: str | None = None) -> uuid.UUID:

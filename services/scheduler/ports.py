@@ -31,7 +31,11 @@ class TaskBus(Protocol):
     """Publishing to JetStream, de-duplicated by task id."""
 
     async def announce(self, plan: CyclePlan, created_at: datetime) -> None:
-        """Publish `tasks.created` for the parent (if any) and every child."""
+        """Announce the plan's tasks, de-duplicated by ids derived from the plan.
+
+        A cycle's parent comes as `tasks.created`, its children in batches
+        (`tasks.created_batch`); a poll of one account as one `tasks.created`.
+        """
         ...
 
     async def publish_polls(

@@ -8,9 +8,11 @@ Exactly once, across replicas and restarts:
   the stored plan.
 - The plan's progress is a cursor (announced, published count) moved with
   compare-and-set. Any replica may publish the polls that are due; each poll
-  carries its task id as `Nats-Msg-Id`, so JetStream keeps one copy when two
-  replicas publish it, or a restarted replica publishes again what it sent
-  just before it died and before it could move the cursor.
+  carries its task id as `Nats-Msg-Id`, and each batch announcing children
+  an id made of the cycle and the batch's place in the plan, so JetStream
+  keeps one copy when two replicas publish it, or a restarted replica
+  publishes again what it sent just before it died and before it could move
+  the cursor.
 - The cursor only moves after JetStream acknowledged the polls, so a crash
   loses nothing; a restarted or second replica resumes from the cursor.
 """

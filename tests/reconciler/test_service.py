@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from services.reconciler.bootstrap import run
 from shared import snapshots
 from shared.bus import BusNames, ensure_streams
 from shared.events import (
@@ -29,10 +27,11 @@ from shared.events import (
     TaskCreated,
     TaskFinished,
     TaskKind,
+    TasksCreated,
     TaskStatus,
     UpdateAccount,
 )
-from shared.settings import ReconcilerSettings
+from tests.conftest import StartReconciler
 from tests.reconciler.factories import (
     REGION,
     A,
@@ -51,42 +50,34 @@ from tests.reconciler.factories import (
 OTHER_REGION = "eu-central-1"
 
 
-StartReconciler = Callable[..., Awaitable[None]]
-
-
-@pytest.fixture
-async def start_reconciler(
-    pool: asyncpg.Pool,
-    database_url: str,
-    nats_url: str,
-    names: BusNames,
-    nats_client: NatsClient,
-) -> AsyncIterator[StartReconciler]:
-    """Start the reconciler in this process on the test's namespace."""
-    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-
-    async def start(**overrides: object) -> None:
-        settings = ReconcilerSettings(
-            database_url=database_url,
-            nats_url=nats_url,
-            nats_namespace=names.namespace,
-            reconciler_ack_wait_seconds=3,
-            reconciler_workers=2,
-            **overrides,
-        )
-        stop, ready = asyncio.Event(), asyncio.Event()
-        running.append((stop, asyncio.create_task(run(settings, stop, ready))))
-        await asyncio.wait_for(ready.wait(), timeout=20)
-
-    yield start
-    for stop, task in running:
-        stop.set()
-        await asyncio.wait_for(task, timeout=20)
-
-
 @pytest.fixture
 async def service(start_reconciler: StartReconciler) -> None:
     await start_reconciler()
+
+
+def child_created(account: str, **fields: object) -> TaskCreated:
+    """The announcement of a poll of `account` in REGION."""
+    announced: dict[str, object] = {
+        "task_id": uuid.uuid4(),
+        "kind": TaskKind.ACCOUNT_POLL,
+        "account_id": account,
+        "regions": [REGION],
+        "created_at": at(0),
+    }
+    return TaskCreated.model_validate(announced | fields)
+
+
+async def finished_events(
+    nats_client: NatsClient, names: BusNames
+) -> asyncio.Queue[TaskFinished]:
+    """Every `tasks.finished` published from now on, in order."""
+    finished: asyncio.Queue[TaskFinished] = asyncio.Queue()
+
+    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
+        await finished.put(TaskFinished.model_validate_json(msg.data))
+
+    await nats_client.subscribe(names.tasks_finished, cb=on_finished)
+    return finished
 
 
 @pytest.mark.usefixtures("service")
@@ -94,12 +85,7 @@ async def test_snapshot_is_applied_discarded_and_task_finish_published_when_stor
     pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
 ) -> None:
     js = nats_client.jetstream()
-    finished: asyncio.Queue[TaskFinished] = asyncio.Queue()
-
-    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-        await finished.put(TaskFinished.model_validate_json(msg.data))
-
-    await nats_client.subscribe(names.tasks_finished, cb=on_finished)
+    finished = await finished_events(nats_client, names)
     await create(nats_client, names, A, [REGION])
     task_id = uuid.uuid4()
     big = RegionSnapshot(
@@ -112,13 +98,7 @@ async def test_snapshot_is_applied_discarded_and_task_finish_published_when_stor
     assert isinstance(ref, SnapshotRef)
     event = discovered(A, RegionSnapshot(), at(0), task_id=task_id)
     event = event.model_copy(update={"snapshot": None, "snapshot_ref": ref})
-    created = TaskCreated(
-        task_id=task_id,
-        kind=TaskKind.ACCOUNT_POLL,
-        account_id=A,
-        regions=[REGION],
-        created_at=at(0),
-    )
+    created = child_created(A, task_id=task_id)
 
     await js.publish(names.resources_discovered, event.model_dump_json().encode())
     await js.publish(names.tasks_created, created.model_dump_json().encode())
@@ -128,6 +108,44 @@ async def test_snapshot_is_applied_discarded_and_task_finish_published_when_stor
     assert await pool.fetchval("SELECT count(*) FROM enis") == 3000
     with pytest.raises(snapshots.SnapshotMissing):
         await snapshots.load(js, names, ref)
+
+
+@pytest.mark.usefixtures("service")
+async def test_every_child_of_a_batch_is_recorded_when_the_batch_comes_on_the_bus(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    finished = await finished_events(nats_client, names)
+    parent = TaskCreated(
+        task_id=uuid.uuid4(), kind=TaskKind.CYCLE, children_total=2, created_at=at(0)
+    )
+    polled = child_created(A, parent_task_id=parent.task_id)
+    skipped = child_created(
+        B, parent_task_id=parent.task_id, status=TaskStatus.SKIPPED, reason="busy"
+    )
+    batch = TasksCreated(
+        cycle_id="manual-1",
+        parent_task_id=parent.task_id,
+        first=0,
+        tasks=[polled, skipped],
+    )
+
+    await js.publish(names.tasks_created_batch, batch.model_dump_json().encode())
+    await js.publish(names.tasks_created, parent.model_dump_json().encode())
+    done = await asyncio.wait_for(finished.get(), timeout=20)
+    await eventually(
+        lambda: pool.fetchval(
+            "SELECT count(*) = 3 FROM discovery_tasks WHERE announced"
+        )
+    )
+
+    rows = await pool.fetch("SELECT account_id, status, error FROM discovery_tasks")
+    assert (done.task_id, done.status) == (skipped.task_id, TaskStatus.SKIPPED)
+    assert {tuple(row) for row in rows} == {
+        (None, "pending", None),
+        (A, "pending", None),
+        (B, "skipped", "busy"),
+    }
 
 
 @pytest.mark.usefixtures("service")
@@ -271,23 +289,11 @@ async def test_task_failure_is_published_when_the_sweep_finds_it_timed_out(
     start_reconciler: StartReconciler, nats_client: NatsClient, names: BusNames
 ) -> None:
     js = nats_client.jetstream()
-    finished: asyncio.Queue[TaskFinished] = asyncio.Queue()
-
-    async def on_finished(msg) -> None:  # type: ignore[no-untyped-def]
-        await finished.put(TaskFinished.model_validate_json(msg.data))
-
-    await nats_client.subscribe(names.tasks_finished, cb=on_finished)
+    finished = await finished_events(nats_client, names)
     parent = TaskCreated(
         task_id=uuid.uuid4(), kind=TaskKind.CYCLE, children_total=1, created_at=at(0)
     )
-    stuck = TaskCreated(
-        task_id=uuid.uuid4(),
-        parent_task_id=parent.task_id,
-        kind=TaskKind.ACCOUNT_POLL,
-        account_id=A,
-        regions=[REGION],
-        created_at=at(0),
-    )
+    stuck = child_created(A, parent_task_id=parent.task_id)
     await ensure_streams(js, names)
     for event in (parent, stuck):
         await js.publish(names.tasks_created, event.model_dump_json().encode())

@@ -16,6 +16,8 @@ from shared.events import (
     RegionSnapshot,
     TaskCreated,
     TaskKind,
+    TasksCreated,
+    TaskStarted,
     TaskStatus,
 )
 from tests.reconciler.factories import (
@@ -30,6 +32,8 @@ from tests.reconciler.factories import (
 )
 
 OTHER_REGION = "eu-central-1"
+ACCOUNTS = [f"4444444444{n:02d}" for n in range(10)]
+DENIED = f"assume_role_failed: denied; {REGION}: assume_role_failed: denied"
 
 
 def cycle(children: int) -> TaskCreated:
@@ -316,4 +320,170 @@ async def test_tasks_and_parent_fail_when_past_the_timeout(
         (parent.task_id, TaskStatus.FAILED),
     }
     assert (await task_row(pool, stuck))["error"] == "timed out after 3600 s"
+    assert (row["children_failed"], row["children_skipped"]) == (1, 1)
+
+
+def batch_of(parent: TaskCreated, children: list[TaskCreated]) -> TasksCreated:
+    return TasksCreated(
+        cycle_id="manual-batch", parent_task_id=parent.task_id, first=0, tasks=children
+    )
+
+
+async def children_seen_before(
+    pool: asyncpg.Pool, accounts: list[str]
+) -> tuple[TaskCreated, list[TaskCreated]]:
+    """A cycle of five children, each meeting another case before it is announced.
+
+    The first one's snapshot came, the second one's poll started, the third
+    one's whole poll failed; the fourth is skipped and the fifth saw nothing.
+    """
+    for account in accounts:
+        await add_account(pool, account)
+    parent = cycle(5)
+    children = [child(parent, account, [REGION]) for account in accounts[:3]] + [
+        child(parent, accounts[3], [REGION], status=TaskStatus.SKIPPED, reason="busy"),
+        child(parent, accounts[4], [REGION]),
+    ]
+    await discovery.record_created(pool, parent)
+
+    await apply(pool, children[0], REGION, RegionSnapshot())
+    await discovery.record_started(
+        pool,
+        TaskStarted(
+            task_id=children[1].task_id, account_id=accounts[1], started_at=at(1)
+        ),
+    )
+    await discovery.record_failure(
+        pool, failed(children[2], None, FailureKind.ASSUME_ROLE_FAILED, "denied")
+    )
+    return parent, children
+
+
+async def cycle_state(
+    pool: asyncpg.Pool, parent: TaskCreated, children: list[TaskCreated]
+) -> dict[str, object]:
+    """What a cycle's rows and its accounts say, in the order of its children."""
+    parent_row = await pool.fetchrow(
+        "SELECT status, announced, children_total, children_succeeded,"
+        " children_failed, children_skipped FROM discovery_tasks WHERE id = $1",
+        parent.task_id,
+    )
+    rows = [
+        await pool.fetchrow(
+            "SELECT status, announced, regions, reason, error,"
+            " region_results -> $2 ->> 'status' AS region"
+            " FROM discovery_tasks WHERE id = $1",
+            task.task_id,
+            REGION,
+        )
+        for task in children
+    ]
+    accounts = [
+        await pool.fetchrow(
+            "SELECT consecutive_failures, last_error, last_success_at IS NOT NULL"
+            " AS succeeded, stale_since IS NOT NULL AS stale FROM accounts"
+            " WHERE account_id = $1",
+            task.account_id,
+        )
+        for task in children
+    ]
+    return {
+        "parent": list(parent_row or ()),
+        "children": [tuple(row) for row in rows],
+        "accounts": [tuple(account) for account in accounts],
+    }
+
+
+async def test_a_batch_is_recorded_like_its_events_one_by_one_when_seen_before(
+    pool: asyncpg.Pool,
+) -> None:
+    single_parent, singles = await children_seen_before(pool, ACCOUNTS[:5])
+    parent, children = await children_seen_before(pool, ACCOUNTS[5:])
+
+    one_by_one = [await discovery.record_created(pool, task) for task in singles]
+    batch = await discovery.record_created_batch(pool, batch_of(parent, children))
+
+    state = await cycle_state(pool, parent, children)
+    assert [e.status for e in batch.finished] == [
+        e.status for outcome in one_by_one for e in outcome.finished
+    ]
+    assert [e.task_id for e in batch.finished] == [
+        children[0].task_id,
+        children[3].task_id,
+    ]
+    assert state == await cycle_state(pool, single_parent, singles)
+    assert state["parent"] == ["pending", True, 5, 1, 1, 1]
+    assert state["children"] == [
+        ("succeeded", True, [REGION], None, None, "applied"),
+        ("running", True, [REGION], None, None, None),
+        ("failed", True, [REGION], None, DENIED, "failed"),
+        ("skipped", True, [REGION], "busy", "busy", None),
+        ("pending", True, [REGION], None, None, None),
+    ]
+    assert state["accounts"][:3] == [
+        (0, None, True, False),
+        (0, None, False, False),
+        (1, DENIED, False, True),
+    ]
+
+
+async def test_nothing_changes_when_a_batch_is_redelivered(
+    pool: asyncpg.Pool,
+) -> None:
+    parent, children = await children_seen_before(pool, ACCOUNTS[:5])
+    batch = batch_of(parent, children)
+    await discovery.record_created_batch(pool, batch)
+    tasks_before = await pool.fetch("SELECT * FROM discovery_tasks ORDER BY id")
+    accounts_before = await pool.fetch("SELECT * FROM accounts ORDER BY account_id")
+
+    again = await discovery.record_created_batch(pool, batch)
+
+    assert again.finished == []
+    assert await pool.fetch("SELECT * FROM discovery_tasks ORDER BY id") == tasks_before
+    assert (
+        await pool.fetch("SELECT * FROM accounts ORDER BY account_id")
+        == accounts_before
+    )
+
+
+async def test_the_parent_finishes_when_announced_after_a_batch_of_skipped_children(
+    pool: asyncpg.Pool,
+) -> None:
+    parent = cycle(3)
+    children = [
+        child(parent, account, [REGION], status=TaskStatus.SKIPPED, reason="busy")
+        for account in ACCOUNTS[:3]
+    ]
+
+    batch = await discovery.record_created_batch(pool, batch_of(parent, children))
+    announced = await discovery.record_created(pool, parent)
+
+    row = await task_row(pool, parent)
+    assert [(e.task_id, e.status) for e in batch.finished] == [
+        (task.task_id, TaskStatus.SKIPPED) for task in children
+    ]
+    assert [(e.task_id, e.status) for e in announced.finished] == [
+        (parent.task_id, TaskStatus.SKIPPED)
+    ]
+    assert (row["children_skipped"], row["children_total"]) == (3, 3)
+
+
+async def test_the_parent_finishes_in_the_batch_when_it_completes_the_count(
+    pool: asyncpg.Pool,
+) -> None:
+    parent, children = await children_seen_before(pool, ACCOUNTS[:5])
+    await apply(pool, children[1], REGION, RegionSnapshot())
+    await apply(pool, children[4], REGION, RegionSnapshot())
+
+    batch = await discovery.record_created_batch(pool, batch_of(parent, children))
+
+    row = await task_row(pool, parent)
+    assert [e.task_id for e in batch.finished] == [
+        children[0].task_id,
+        children[1].task_id,
+        children[3].task_id,
+        children[4].task_id,
+        parent.task_id,
+    ]
+    assert (row["status"], row["children_succeeded"]) == ("partially_failed", 3)
     assert (row["children_failed"], row["children_skipped"]) == (1, 1)

@@ -124,10 +124,17 @@ def account_ids(count: int, first: int = 100000000001) -> list[str]:
     return [str(first + i) for i in range(count)]
 
 
-async def stream_messages(
-    nats_client: NatsClient, stream: str, subject: str | None = None
-) -> list[dict[str, Any]]:
-    """Every message still in `stream` (optionally one subject's), oldest first."""
+@dataclass(frozen=True)
+class Stored:
+    """A message as JetStream keeps it."""
+
+    subject: str
+    msg_id: str | None
+    body: dict[str, Any]
+
+
+async def stored_messages(nats_client: NatsClient, stream: str) -> list[Stored]:
+    """Every message still in `stream`, oldest first."""
     js = nats_client.jetstream()
     info = await js.stream_info(stream)
     messages = []
@@ -136,21 +143,71 @@ async def stream_messages(
             raw = await js.get_msg(stream, seq)
         except Exception:
             continue
-        if subject is None or raw.subject == subject:
-            messages.append(json.loads(raw.data or b"{}"))
+        msg_id = (raw.headers or {}).get("Nats-Msg-Id")
+        messages.append(Stored(raw.subject, msg_id, json.loads(raw.data or b"{}")))
     return messages
 
 
 async def polls(nats_client: NatsClient, names: BusNames) -> list[dict[str, Any]]:
-    return await stream_messages(nats_client, names.polls_stream)
+    return [m.body for m in await stored_messages(nats_client, names.polls_stream)]
+
+
+async def announcements(nats_client: NatsClient, names: BusNames) -> list[Stored]:
+    """The `tasks.created` and `tasks.created_batch` messages, oldest first."""
+    subjects = (names.tasks_created, names.tasks_created_batch)
+    return [
+        message
+        for message in await stored_messages(nats_client, names.discovery_stream)
+        if message.subject in subjects
+    ]
 
 
 async def tasks_created(
     nats_client: NatsClient, names: BusNames
 ) -> list[dict[str, Any]]:
-    return await stream_messages(
-        nats_client, names.discovery_stream, names.tasks_created
-    )
+    """Every task announced, alone or in a batch, in the order announced."""
+    tasks: list[dict[str, Any]] = []
+    for message in await announcements(nats_client, names):
+        if message.subject == names.tasks_created_batch:
+            tasks += message.body["tasks"]
+        else:
+            tasks.append(message.body)
+    return tasks
+
+
+async def task_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """The discovery tasks the reconciler has recorded."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text(
+                "SELECT id, parent_id, account_id, status, children_total"
+                " FROM discovery_tasks ORDER BY account_id NULLS FIRST"
+            )
+        )
+        return [dict(row._mapping) for row in result]
+
+
+async def recorded_rows(
+    engine: AsyncEngine,
+    nats_client: NatsClient,
+    names: BusNames,
+    start_reconciler: Callable[..., Any],
+) -> list[dict[str, Any]]:
+    """Start a reconciler; the task rows once it has handled every message."""
+    # The driven clock's tasks are months old to the reconciler: none times out.
+    await start_reconciler(task_timeout_seconds=10 * 365 * 86400)
+    js = nats_client.jetstream()
+
+    async def handled_all() -> bool:
+        stream = await js.stream_info(names.discovery_stream)
+        info = await js.consumer_info(names.discovery_stream, names.reconciler_consumer)
+        return (
+            info.delivered.stream_seq == stream.state.last_seq
+            and info.num_ack_pending == 0
+        )
+
+    await eventually(handled_all, within=30)
+    return await task_rows(engine)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from tests.scheduler.conftest import (
     account_ids,
     eventually,
     polls,
+    recorded_rows,
     seed_accounts,
     tasks_created,
 )
@@ -119,6 +120,7 @@ async def test_a_killed_process_restarted_mid_cycle_polls_every_account_once(
     nats_client: NatsClient,
     names: BusNames,
     scheduler_process: Callable[..., Any],
+    start_reconciler: Callable[..., Any],
 ) -> None:
     ids = account_ids(8)
     await seed_accounts(db, *(AccountSeed(i) for i in ids))
@@ -145,12 +147,16 @@ async def test_a_killed_process_restarted_mid_cycle_polls_every_account_once(
     await asyncio.sleep(1.0)
 
     sent = await polls(nats_client, names)
+    created = await tasks_created(nats_client, names)
+    rows = await recorded_rows(db, nats_client, names, start_reconciler)
     assert reply.ok and 2 <= at_kill < len(ids)
     assert [poll["account_id"] for poll in sent] == ids
     assert len({poll["task_id"] for poll in sent}) == len(ids)
+    assert [task["account_id"] for task in created] == [None, *ids]
+    assert [row["account_id"] for row in rows] == [None, *ids]
     due = {
         task["task_id"]: datetime.fromisoformat(task["not_before"])
-        for task in await tasks_created(nats_client, names)
+        for task in created
         if task["account_id"]
     }
     assert all(

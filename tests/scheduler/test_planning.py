@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.scheduler.planning import (
+    BATCH_CHILDREN,
     AccountRow,
     CronError,
     CycleKind,
+    CyclePlan,
+    announcement_batches,
     cron_interval,
     ineligibility,
     next_fire,
@@ -140,3 +143,41 @@ def test_the_interval_is_the_cron_period_when_a_cycle_starts_between_fires():
 
     assert cron_interval("0 * * * *", late_in_the_hour) == timedelta(hours=1)
     assert cron_interval("0 * * * *", FIRE) == timedelta(hours=1)
+
+
+def batch_bounds(planned: CyclePlan) -> list[tuple[int, int]]:
+    return [(first, len(children)) for first, children in announcement_batches(planned)]
+
+
+def test_children_are_cut_in_plan_order_into_batches_when_the_cycle_is_large():
+    accounts = [account(str(100000000000 + i)) for i in range(450)]
+
+    planned = plan(accounts, busy={"100000000007": "previous poll x is still running"})
+
+    batches = announcement_batches(planned)
+    assert BATCH_CHILDREN == 200
+    assert batch_bounds(planned) == [(0, 200), (200, 200), (400, 50)]
+    assert [child for _, children in batches for child in children] == (
+        planned.children
+    )
+
+
+def test_a_batch_closes_early_when_its_children_poll_many_regions():
+    regions = tuple(f"xx-region-{n}" for n in range(64))
+    accounts = [account(str(100000000000 + i)) for i in range(10)] + [
+        account(str(200000000000 + i), regions=regions) for i in range(100)
+    ]
+
+    planned = plan(accounts)
+
+    assert batch_bounds(planned) == [(0, 10 + 49), (59, 50), (109, 1)]
+
+
+def test_batches_are_the_same_when_another_replica_reads_the_stored_plan():
+    accounts = [account(str(100000000000 + i)) for i in range(401)]
+    planned = plan(accounts)
+
+    stored = CyclePlan.model_validate_json(planned.model_dump_json())
+
+    assert announcement_batches(stored) == announcement_batches(planned)
+    assert batch_bounds(stored) == [(0, 200), (200, 200), (400, 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,10 @@ from tests.scheduler.conftest import (
     AccountSeed,
     FakeClock,
     account_ids,
+    announcements,
     eventually,
     polls,
+    recorded_rows,
     seed_accounts,
     seed_task,
     tasks_created,
@@ -175,7 +178,11 @@ def _event(logs: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
 
 
 async def test_each_account_is_polled_once_when_two_replicas_run_the_cycle(
-    db: AsyncEngine, nats_client: NatsClient, names: BusNames, start_replica
+    db: AsyncEngine,
+    nats_client: NatsClient,
+    names: BusNames,
+    start_replica,
+    start_reconciler,
 ) -> None:
     ids = account_ids(5)
     await seed_accounts(db, *(AccountSeed(i) for i in ids))
@@ -190,14 +197,27 @@ async def test_each_account_is_polled_once_when_two_replicas_run_the_cycle(
     await settled_polls(nats_client, names, 5)
 
     sent = await polls(nats_client, names)
+    announced = await announcements(nats_client, names)
     created = await tasks_created(nats_client, names)
+    rows = await recorded_rows(db, nats_client, names, start_reconciler)
     assert sorted(poll["account_id"] for poll in sent) == ids
     assert len({poll["task_id"] for poll in sent}) == 5
+    assert [message.subject for message in announced] == [
+        names.tasks_created,
+        names.tasks_created_batch,
+    ]
+    assert announced[1].msg_id == "tasks-created-scheduled-20260101T120000Z-0-5"
     assert len(created) == 6 and len({task["task_id"] for task in created}) == 6
+    assert [row["account_id"] for row in rows] == [None, *ids]
+    assert {row["id"] for row in rows} == {uuid.UUID(t["task_id"]) for t in created}
 
 
 async def test_a_restarted_replica_finishes_the_cycle_when_killed_in_the_middle(
-    db: AsyncEngine, nats_client: NatsClient, names: BusNames, start_replica
+    db: AsyncEngine,
+    nats_client: NatsClient,
+    names: BusNames,
+    start_replica,
+    start_reconciler,
 ) -> None:
     ids = account_ids(4)
     await seed_accounts(db, *(AccountSeed(i) for i in ids))
@@ -218,6 +238,8 @@ async def test_a_restarted_replica_finishes_the_cycle_when_killed_in_the_middle(
 
     sent = await polls(nats_client, names)
     state = await eventually(lambda: _finished_state(nats_client, names))
+    created = await tasks_created(nats_client, names)
+    rows = await recorded_rows(db, nats_client, names, start_reconciler)
     assert after_restart == 3
     assert [poll["account_id"] for poll in sent] == ids
     assert [
@@ -225,6 +247,11 @@ async def test_a_restarted_replica_finishes_the_cycle_when_killed_in_the_middle(
         for poll in sent
     ] == [0, 30, 60, 90]
     assert state.last_cycle.published == 4 and state.current_cycle is None
+    assert [task["account_id"] for task in created] == [None, *ids]
+    assert [(row["account_id"], row["status"]) for row in rows] == [
+        (None, "pending"),
+        *((account_id, "pending") for account_id in ids),
+    ]
 
 
 async def _finished_state(
@@ -308,3 +335,42 @@ async def test_a_fire_missed_minutes_ago_is_run_once_when_a_replica_starts(
     assert caught_up == 2
     assert [poll["account_id"] for poll in sent] == ids
     assert {poll["cycle_id"] for poll in sent} == {"scheduled-20260101T120000Z"}
+
+
+async def test_children_are_announced_once_in_batches_when_a_restart_announces_again(
+    db: AsyncEngine,
+    nats_client: NatsClient,
+    names: BusNames,
+    start_replica,
+    start_reconciler,
+) -> None:
+    """The dead replica had stored its plan and announced it, but not said so."""
+    accounts = [
+        AccountRow(i, "instance_role", True, "Role", None, None, ("us-east-1",))
+        for i in account_ids(450)
+    ]
+    plan = plan_cycle("manual-big", CycleKind.MANUAL, accounts, {}, FIRE, 0, "eve")
+    js = nats_client.jetstream()
+    await ensure_poller_consumer(js, names, 2)
+    await KvCycleStore(await scheduler_bucket(js, names)).create_plan(plan)
+    await JetStreamBus(js, names).announce(plan, FIRE)
+    first_copy = await announcements(nats_client, names)
+
+    await start_replica(FakeClock(FIRE))
+    await settled_polls(nats_client, names, 450)
+
+    announced = await announcements(nats_client, names)
+    created = await tasks_created(nats_client, names)
+    rows = await recorded_rows(db, nats_client, names, start_reconciler)
+    assert announced == first_copy
+    assert [message.msg_id for message in announced] == [
+        f"task-created-{plan.parent_task_id}",
+        "tasks-created-manual-big-0-200",
+        "tasks-created-manual-big-200-200",
+        "tasks-created-manual-big-400-50",
+    ]
+    assert [task["task_id"] for task in created[1:]] == [
+        str(child.task_id) for child in plan.children
+    ]
+    assert len(rows) == 451 and rows[0]["children_total"] == 450
+    assert {row["parent_id"] for row in rows[1:]} == {plan.parent_task_id}

@@ -13,6 +13,7 @@ def test_production_subjects_have_their_plain_names() -> None:
     names = BusNames()
 
     assert names.account_poll == "account.poll"
+    assert names.tasks_created_batch == "tasks.created_batch"
     assert names.resources_discovered == "resources.discovered"
     assert names.polls_stream == "POLLS"
 
@@ -34,7 +35,9 @@ async def test_streams_are_created_once_and_updated_after(
     await ensure_streams(js, names)
 
     info = await js.stream_info(names.polls_stream)
+    discovery = await js.stream_info(names.discovery_stream)
     assert info.config.subjects == [names.account_poll]
+    assert names.tasks_created_batch in (discovery.config.subjects or [])
     ack = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
     again = await js.publish(names.account_poll, b"{}", headers={"Nats-Msg-Id": "x"})
     assert again.duplicate and not ack.duplicate

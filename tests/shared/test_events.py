@@ -12,6 +12,31 @@ from shared import events
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TASK = uuid.UUID("00000000-0000-0000-0000-000000000001")
+PARENT = uuid.UUID("00000000-0000-0000-0000-000000000002")
+
+
+def _child(account_id: str, **fields: object) -> events.TaskCreated:
+    defaults: dict[str, object] = {
+        "task_id": uuid.uuid5(PARENT, account_id),
+        "parent_task_id": PARENT,
+        "kind": events.TaskKind.ACCOUNT_POLL,
+        "cycle_id": "scheduled-20260101T120000Z",
+        "regions": ["us-east-1"],
+        "not_before": NOW,
+        "created_at": NOW,
+    }
+    return events.TaskCreated.model_validate(
+        defaults | {"account_id": account_id} | fields
+    )
+
+
+def _batch(*tasks: events.TaskCreated) -> events.TasksCreated:
+    return events.TasksCreated(
+        cycle_id="scheduled-20260101T120000Z",
+        parent_task_id=PARENT,
+        first=200,
+        tasks=list(tasks),
+    )
 
 
 def _snapshot() -> events.RegionSnapshot:
@@ -133,6 +158,14 @@ ROUND_TRIPS: list[events.Contract] = [
         children_total=3,
         created_at=NOW,
     ),
+    _batch(
+        _child("111111111111"),
+        _child(
+            "222222222222",
+            status=events.TaskStatus.SKIPPED,
+            reason="previous poll is still running",
+        ),
+    ),
     events.TaskStarted(task_id=TASK, account_id="111111111111", started_at=NOW),
     events.TaskFinished(
         task_id=TASK, status=events.TaskStatus.SUCCEEDED, finished_at=NOW
@@ -235,3 +268,33 @@ def test_rule_may_reference_a_group_of_an_aws_service() -> None:
     )
 
     assert rule.referenced_group_owner_id == "amazon-elb"
+
+
+def test_batch_keeps_its_children_in_order_when_it_round_trips() -> None:
+    batch = _batch(*(_child(f"1111111111{n:02d}") for n in range(30)))
+
+    restored = events.TasksCreated.model_validate_json(batch.model_dump_json())
+
+    assert [task.account_id for task in restored.tasks] == [
+        f"1111111111{n:02d}" for n in range(30)
+    ]
+    assert restored.tasks[0].not_before == NOW and restored.first == 200
+
+
+@pytest.mark.parametrize(
+    ("tasks", "words"),
+    [
+        ([], "at least 1"),
+        ([_child("111111111111", parent_task_id=TASK)], "not a child of the parent"),
+        ([_child("111111111111", kind=events.TaskKind.CYCLE)], "not an account poll"),
+        ([_child("111111111111"), _child("111111111111")], "appears twice"),
+    ],
+)
+def test_batch_is_refused_when_its_tasks_are_not_distinct_children_of_its_parent(
+    tasks: list[events.TaskCreated], words: str
+) -> None:
+    valid = _batch(_child("111111111111")).model_dump(mode="json")
+    payload = [task.model_dump(mode="json") for task in tasks]
+
+    with pytest.raises(ValidationError, match=words):
+        events.TasksCreated.model_validate(valid | {"tasks": payload})

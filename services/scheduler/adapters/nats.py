@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -20,7 +21,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from services.scheduler.planning import CyclePlan, PlannedPoll
+from services.scheduler.planning import CyclePlan, PlannedPoll, announcement_batches
 from services.scheduler.ports import Cursor
 from shared.bus import BusNames
 from shared.events import (
@@ -29,6 +30,7 @@ from shared.events import (
     ScheduleState,
     TaskCreated,
     TaskKind,
+    TasksCreated,
 )
 
 ACK_TIMEOUT_SECONDS = 60.0
@@ -41,12 +43,67 @@ STATE_KEY = "schedule"
 INDEX_KEY = "cycles"
 
 
+Message = tuple[str, str, Contract]
+"""A message to publish: subject, `Nats-Msg-Id`, body."""
+
+
 def poll_msg_id(poll: PlannedPoll) -> str:
     return f"account-poll-{poll.task_id}"
 
 
+def task_msg_id(task_id: uuid.UUID) -> str:
+    return f"task-created-{task_id}"
+
+
+def batch_msg_id(cycle_id: str, first: int, count: int) -> str:
+    """The same on every replica; batches cut differently never share one."""
+    return f"tasks-created-{cycle_id}-{first}-{count}"
+
+
+def announced_children(plan: CyclePlan, created_at: datetime) -> list[TaskCreated]:
+    """The `TaskCreated` of every child, in plan order."""
+    due = {poll.task_id: plan.due_at(i) for i, poll in enumerate(plan.polls)}
+    return [
+        TaskCreated.model_construct(
+            task_id=child.task_id,
+            parent_task_id=plan.parent_task_id,
+            kind=TaskKind.ACCOUNT_POLL,
+            cycle_id=plan.cycle_id,
+            account_id=child.account_id,
+            regions=child.regions,
+            status=child.status,
+            reason=child.reason,
+            initiated_by=plan.initiated_by,
+            not_before=due.get(child.task_id),
+            created_at=created_at,
+        )
+        for child in plan.children
+    ]
+
+
+def task_batches(
+    plan: CyclePlan, created_at: datetime
+) -> list[tuple[str, TasksCreated]]:
+    """A cycle's children in the batches of `announcement_batches`, with their ids."""
+    if plan.parent_task_id is None:
+        raise ValueError("only the children of a parent are announced in batches")
+    children = announced_children(plan, created_at)
+    return [
+        (
+            batch_msg_id(plan.cycle_id, first, len(batch)),
+            TasksCreated.model_construct(
+                cycle_id=plan.cycle_id,
+                parent_task_id=plan.parent_task_id,
+                first=first,
+                tasks=children[first : first + len(batch)],
+            ),
+        )
+        for first, batch in announcement_batches(plan)
+    ]
+
+
 class JetStreamBus:
-    """Publishes tasks and polls, each with a `Nats-Msg-Id` derived from its task.
+    """Publishes tasks and polls, each with a `Nats-Msg-Id` derived from the plan.
 
     Children's messages are built without validation (`model_construct`): the
     plan's fields were checked against the contracts when it was made, and a
@@ -59,46 +116,39 @@ class JetStreamBus:
         self._names = names
 
     async def announce(self, plan: CyclePlan, created_at: datetime) -> None:
-        tasks: list[TaskCreated] = []
-        if plan.parent_task_id is not None:
-            tasks.append(
-                TaskCreated(
-                    task_id=plan.parent_task_id,
-                    kind=TaskKind.CYCLE,
-                    cycle_id=plan.cycle_id,
-                    initiated_by=plan.initiated_by,
-                    children_total=len(plan.children),
-                    not_before=plan.started_at,
-                    created_at=created_at,
-                )
+        subject = self._names.tasks_created
+        if plan.parent_task_id is None:
+            # A poll of one account: its task alone, as a `tasks.created`.
+            await self._publish_all(
+                (subject, task_msg_id(task.task_id), task)
+                for task in announced_children(plan, created_at)
             )
-        due = {poll.task_id: plan.due_at(i) for i, poll in enumerate(plan.polls)}
-        for child in plan.children:
-            tasks.append(
-                TaskCreated.model_construct(
-                    task_id=child.task_id,
-                    parent_task_id=plan.parent_task_id,
-                    kind=TaskKind.ACCOUNT_POLL,
-                    cycle_id=plan.cycle_id,
-                    account_id=child.account_id,
-                    regions=child.regions,
-                    status=child.status,
-                    reason=child.reason,
-                    initiated_by=plan.initiated_by,
-                    not_before=due.get(child.task_id),
-                    created_at=created_at,
-                )
-            )
+            return
+
+        parent = TaskCreated(
+            task_id=plan.parent_task_id,
+            kind=TaskKind.CYCLE,
+            cycle_id=plan.cycle_id,
+            initiated_by=plan.initiated_by,
+            children_total=len(plan.children),
+            not_before=plan.started_at,
+            created_at=created_at,
+        )
+        batches = (
+            (self._names.tasks_created_batch, msg_id, batch)
+            for msg_id, batch in task_batches(plan, created_at)
+        )
         await self._publish_all(
-            self._names.tasks_created,
-            ((f"task-created-{task.task_id}", task) for task in tasks),
+            [(subject, task_msg_id(parent.task_id), parent), *batches]
         )
 
     async def publish_polls(
         self, plan: CyclePlan, polls: list[PlannedPoll], requested_at: datetime
     ) -> None:
+        subject = self._names.account_poll
         messages = (
             (
+                subject,
                 poll_msg_id(poll),
                 AccountPoll.model_construct(
                     task_id=poll.task_id,
@@ -115,11 +165,9 @@ class JetStreamBus:
             )
             for poll in polls
         )
-        await self._publish_all(self._names.account_poll, messages)
+        await self._publish_all(messages)
 
-    async def _publish_all(
-        self, subject: str, messages: Iterable[tuple[str, Contract]]
-    ) -> None:
+    async def _publish_all(self, messages: Iterable[Message]) -> None:
         """Publish pipelined; raise unless JetStream stored (or de-duplicated) all.
 
         Messages go out in chunks published without a pause, and a chunk's
@@ -130,7 +178,7 @@ class JetStreamBus:
         in_flight: list[asyncio.Future[PubAck]] = []
         chunk: list[asyncio.Future[PubAck]] = []
         async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
-            for msg_id, message in messages:
+            for subject, msg_id, message in messages:
                 # No `wait_stall`: with one, every publish yields to the
                 # flusher and each message costs a socket write of its own.
                 chunk.append(
