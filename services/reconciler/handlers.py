@@ -80,14 +80,27 @@ class Deps:
     heartbeat_seconds: float = 20.0
 
 
+PUBLISH_TIMEOUT_SECONDS = 30.0
+"""Longest wait for JetStream to acknowledge one message's final statuses."""
+
+
 async def publish_finished(deps: Deps, finished: list[TaskFinished]) -> None:
-    """Publish final task statuses; the message id makes a republish harmless."""
+    """Publish final task statuses; the message id makes a republish harmless.
+
+    Pipelined: a batch of skipped children or a timeout sweep may finish
+    hundreds of tasks at once, and one round trip each would hold the message.
+    """
+    async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+        acks = [
+            await deps.js.publish_async(
+                deps.names.tasks_finished,
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": f"{event.task_id}.finished"},
+            )
+            for event in finished
+        ]
+        await asyncio.gather(*acks)
     for event in finished:
-        await deps.js.publish(
-            deps.names.tasks_finished,
-            event.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"{event.task_id}.finished"},
-        )
         log.info(
             "task_finished",
             task_id=str(event.task_id),
