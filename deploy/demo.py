@@ -7,7 +7,10 @@ through the API, then prints where to look. Ctrl-C (or SIGTERM) stops it all.
 
 State lives under `.demo/`. Each run starts from an empty database and empty
 streams of the demo's own namespace, so running it twice works; a second demo
-running at the same time takes the next free slot (`.demo/slot-1`, ...).
+running at the same time takes the next free slot (`.demo/slot-1`, ...). The
+namespace (and the database, `inventory_<namespace>`) is named after the
+machine and the state directory, so demos of other checkouts sharing one
+PostgreSQL and NATS never reset each other.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import warnings
 from collections.abc import Iterator
@@ -44,7 +49,7 @@ class Stopped(Exception):
 
 
 @contextlib.contextmanager
-def demo_slot(root: Path) -> Iterator[tuple[Path, int]]:
+def demo_slot(root: Path) -> Iterator[Path]:
     """The first state directory no other running demo holds, locked while we run."""
     for index in range(MAX_SLOTS):
         state_dir = root if index == 0 else root / f"slot-{index}"
@@ -56,11 +61,21 @@ def demo_slot(root: Path) -> Iterator[tuple[Path, int]]:
             lock.close()
             continue
         try:
-            yield state_dir, index
+            yield state_dir
         finally:
             lock.close()
         return
     raise SystemExit(f"{MAX_SLOTS} demos are running already; stop one first")
+
+
+def demo_namespace(state_dir: Path) -> str:
+    """The bus namespace of the demo kept in `state_dir`, unique to this machine's path.
+
+    Letters and digits only: `demo_` would be a prefix of another namespace's
+    stream names, and the reset would then remove them.
+    """
+    place = f"{socket.gethostname()}:{state_dir.resolve()}"
+    return "demo" + hashlib.sha256(place.encode()).hexdigest()[:8]
 
 
 def namespace_streams(names: list[str], namespace: str) -> list[str]:
@@ -162,8 +177,8 @@ def print_where_to_look(
 def run(args: argparse.Namespace) -> int:
     root = Path(args.state_dir).resolve()
     with contextlib.ExitStack() as stack:
-        state_dir, slot = stack.enter_context(demo_slot(root))
-        namespace = "demo" if slot == 0 else f"demo{slot}"
+        state_dir = stack.enter_context(demo_slot(root))
+        namespace = demo_namespace(state_dir)
         say(f"State in {state_dir}; bus namespace {namespace!r}")
 
         say("Starting PostgreSQL and NATS ...")
