@@ -122,12 +122,20 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
+def _problem(item: dict[str, Any]) -> FieldProblem:
+    if item.get("type") == "json_invalid":
+        # FastAPI places a JSON syntax error at ("body", character offset).
+        position = item["loc"][-1]
+        cause = item.get("ctx", {}).get("error", "JSON decode error")
+        return FieldProblem(
+            field="body", reason=f"not valid JSON: {cause} at character {position}"
+        )
+    return FieldProblem(field=_field_name(item["loc"]), reason=item["msg"])
+
+
 def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    problems = [
-        FieldProblem(field=_field_name(item["loc"]), reason=item["msg"])
-        for item in error.errors()
-    ]
+    problems = [_problem(item) for item in error.errors()]
     summary = "; ".join(f"{p.field}: {p.reason}" for p in problems[:5])
     api_error = ApiError(
         422, ErrorCode.INVALID, f"invalid request: {summary}", problems

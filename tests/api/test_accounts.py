@@ -99,6 +99,22 @@ async def test_instance_role_account_is_refused_when_it_has_no_role(
     assert "default_role_name or role_arn" in response.json()["message"]
 
 
+async def test_body_that_is_not_json_names_the_body_and_the_place(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {**ADMIN, "Content-Type": "application/json"}
+
+    response = await client.post(
+        "/api/v1/accounts", content=b'{"account_id": ', headers=headers
+    )
+
+    assert response.status_code == 422
+    [problem] = response.json()["fields"]
+    assert problem["field"] == "body"
+    assert problem["reason"].startswith("not valid JSON: ")
+    assert problem["reason"].endswith("at character 15")
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [
