@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db.models import DiscoveryTask
 from tests.api import seed
 from tests.api.browser import Page, chromium
-from tests.api.conftest import ADMIN_TOKEN, add_reader_token
+from tests.api.conftest import ADMIN, ADMIN_TOKEN, add_reader_token
 from tests.api.seed import seed_tasks
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,3 +75,32 @@ async def test_pages_ask_to_sign_in_when_the_token_is_wrong(
     assert path == "/login"
     assert "That token is unknown or revoked." in shown
     assert "Polling cycle" not in shown
+
+
+async def test_cycle_row_says_how_many_accounts_were_skipped(
+    client: httpx.AsyncClient, db: AsyncEngine
+) -> None:
+    cycle = uuid.uuid4()
+    async with db.begin() as connection:
+        await connection.execute(
+            insert(DiscoveryTask),
+            [
+                {
+                    "id": cycle,
+                    "kind": "cycle",
+                    "cycle_id": "2026-01-05T11:00Z",
+                    "status": "succeeded",
+                    "children_total": 3,
+                    "children_succeeded": 2,
+                    "children_skipped": 1,
+                    "created_at": seed.T0,
+                    "finished_at": seed.T0 + timedelta(minutes=3),
+                }
+            ],
+        )
+
+    shown = await client.get("/tasks/", headers=ADMIN)
+
+    assert shown.status_code == 200
+    row = next(r for r in shown.text.split("<tr>") if f"/tasks/{cycle}" in r)
+    assert "3 of 3 accounts, 1 skipped" in row
