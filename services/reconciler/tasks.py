@@ -282,12 +282,20 @@ def child_status(child: ChildRow, poll_failed: bool) -> TaskStatus | None:
 
 
 def _error_summary(child: ChildRow) -> str | None:
+    """Each cause once, with the regions it failed: `kind: reason (r1, r2)`.
+
+    A poll that failed as a whole (its role could not be assumed) has the same
+    cause in every region, so it reads once, not once per region.
+    """
+    regions_by_cause: dict[str, list[str]] = {}
+    for region, outcome in sorted(child.region_results.items()):
+        if outcome.get("status") not in REGION_OK:
+            cause = f"{outcome.get('kind') or 'failed'}: {outcome.get('error')}"
+            regions_by_cause.setdefault(cause, []).append(region)
     failures = [
-        f"{region}: {outcome.get('kind') or 'failed'}: {outcome.get('error')}"
-        for region, outcome in sorted(child.region_results.items())
-        if outcome.get("status") not in REGION_OK
+        f"{cause} ({', '.join(regions)})" for cause, regions in regions_by_cause.items()
     ]
-    if child.error:
+    if child.error and child.error not in regions_by_cause:
         failures.insert(0, child.error)
     return "; ".join(failures)[:4000] or None
 

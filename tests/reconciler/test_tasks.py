@@ -33,7 +33,7 @@ from tests.reconciler.factories import (
 
 OTHER_REGION = "eu-central-1"
 ACCOUNTS = [f"4444444444{n:02d}" for n in range(10)]
-DENIED = f"assume_role_failed: denied; {REGION}: assume_role_failed: denied"
+DENIED = f"assume_role_failed: denied ({REGION})"
 
 
 def cycle(children: int) -> TaskCreated:
@@ -179,6 +179,41 @@ async def test_nothing_is_removed_and_failures_counted_when_assume_role_failed(
     assert account["last_success_at"] == last_success
     assert account["stale_since"] is not None
     assert await pool.fetchval("SELECT consecutive_failures FROM region_polls") == 2
+
+
+async def test_error_names_each_cause_once_with_its_regions(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A, (REGION, OTHER_REGION))
+    await add_account(pool, B, (REGION, OTHER_REGION, "us-east-1"))
+    whole = child(None, A, [REGION, OTHER_REGION])
+    regions = child(None, B, [REGION, OTHER_REGION, "us-east-1"])
+    for task in (whole, regions):
+        await discovery.record_created(pool, task)
+
+    await discovery.record_failure(
+        pool, failed(whole, None, FailureKind.ASSUME_ROLE_FAILED, "denied")
+    )
+    for region, kind, reason in [
+        (REGION, FailureKind.ACCESS_DENIED, "no ec2:DescribeVpcs"),
+        ("us-east-1", FailureKind.ACCESS_DENIED, "no ec2:DescribeVpcs"),
+        (OTHER_REGION, FailureKind.TIMEOUT, "took 900 s"),
+    ]:
+        await discovery.record_failure(pool, failed(regions, region, kind, reason))
+
+    errors = await pool.fetch(
+        "SELECT account_id, last_error FROM accounts ORDER BY account_id"
+    )
+    assert (await task_row(pool, whole))["error"] == (
+        f"assume_role_failed: denied ({OTHER_REGION}, {REGION})"
+    )
+    assert (await task_row(pool, regions))["error"] == (
+        f"timeout: took 900 s ({OTHER_REGION}); "
+        f"access_denied: no ec2:DescribeVpcs ({REGION}, us-east-1)"
+    )
+    assert [row["last_error"] for row in errors] == [
+        (await task_row(pool, task))["error"] for task in (whole, regions)
+    ]
 
 
 async def test_child_finishes_when_announced_after_its_result(
