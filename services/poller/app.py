@@ -9,7 +9,6 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import boto3
-import nats
 import structlog
 from nats.aio.client import Client as NatsClient
 
@@ -53,15 +52,18 @@ async def connect(url: str, within: float = CONNECT_TIMEOUT_SECONDS) -> NatsClie
     async def on_error(error: Exception) -> None:
         log.warning("nats_error", url=_redacted(url), error=str(error) or repr(error))
 
+    client = NatsClient()
+
     async def on_disconnected() -> None:
-        log.warning("nats_disconnected", url=_redacted(url))
+        if not client.is_closed:  # closing at shutdown is no disconnection
+            log.warning("nats_disconnected", url=_redacted(url))
 
     async def on_reconnected() -> None:
         log.info("nats_reconnected", url=_redacted(url))
 
     try:
-        return await asyncio.wait_for(
-            nats.connect(
+        await asyncio.wait_for(
+            client.connect(
                 url,
                 name="poller",
                 connect_timeout=5,
@@ -77,6 +79,7 @@ async def connect(url: str, within: float = CONNECT_TIMEOUT_SECONDS) -> NatsClie
         raise NatsUnreachable(
             f"no NATS server answered at {_redacted(url)} within {within:g} s"
         ) from None
+    return client
 
 
 async def run(settings: PollerSettings, stop: asyncio.Event | None = None) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 
 import asyncpg
-import nats
 import structlog
 from nats.aio.client import Client as NatsClient
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -80,13 +79,16 @@ async def _connect_database(settings: ReconcilerSettings) -> asyncpg.Pool:
 
 
 async def _connect_nats(settings: ReconcilerSettings) -> NatsClient:
+    client = NatsClient()
+
     async def disconnected() -> None:
-        log.warning("nats_disconnected")
+        if not client.is_closed:  # closing at shutdown is no disconnection
+            log.warning("nats_disconnected")
 
     async def reconnected() -> None:
         log.info("nats_reconnected")
 
-    client: NatsClient = await nats.connect(
+    await client.connect(
         settings.nats_url.split(","),
         name="reconciler",
         max_reconnect_attempts=-1,

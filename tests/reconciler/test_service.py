@@ -9,7 +9,9 @@ import uuid
 import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
+from structlog.testing import capture_logs
 
+from services.reconciler.bootstrap import run as run_reconciler
 from shared import snapshots
 from shared.bus import BusNames, ensure_streams
 from shared.events import (
@@ -31,6 +33,7 @@ from shared.events import (
     TaskStatus,
     UpdateAccount,
 )
+from shared.settings import ReconcilerSettings
 from tests.conftest import StartReconciler
 from tests.reconciler.factories import (
     REGION,
@@ -335,3 +338,23 @@ async def test_region_fails_not_redelivered_when_the_database_refuses_the_snapsh
     assert json.loads(results)[REGION]["status"] == "failed"
     assert await ids(pool, "enis", "eni_id") == set()
     assert info.num_ack_pending == 0
+
+
+@pytest.mark.usefixtures("db")
+async def test_a_clean_stop_logs_no_lost_connection(
+    database_url: str, nats_url: str, names: BusNames
+) -> None:
+    settings = ReconcilerSettings(
+        database_url=database_url, nats_url=nats_url, nats_namespace=names.namespace
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    with capture_logs() as logs:
+        running = asyncio.create_task(run_reconciler(settings, stop, ready))
+        await asyncio.wait_for(ready.wait(), timeout=20)
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+
+    events = [entry["event"] for entry in logs]
+    assert "reconciler_stopped" in events
+    assert "nats_disconnected" not in events
