@@ -443,13 +443,14 @@ _UNUSED_SUBNET = (
     "NOT EXISTS (SELECT 1 FROM enis e WHERE e.subnet_id = t.subnet_id)"
     " AND NOT EXISTS (SELECT 1 FROM ec2_instances i WHERE i.subnet_id = t.subnet_id)"
 )
+# Checked after the gone groups and subnets are removed: what is left in the
+# VPC is used, still reported, or decided by another account (a participant's
+# own security group in a shared VPC), and keeps the VPC.
 _UNUSED_VPC = (
     "NOT EXISTS (SELECT 1 FROM enis e WHERE e.vpc_id = t.vpc_id)"
     " AND NOT EXISTS (SELECT 1 FROM ec2_instances i WHERE i.vpc_id = t.vpc_id)"
-    " AND NOT EXISTS (SELECT 1 FROM subnets n JOIN enis e ON e.subnet_id = n.subnet_id"
-    " WHERE n.vpc_id = t.vpc_id)"
-    " AND NOT EXISTS (SELECT 1 FROM subnets n"
-    " JOIN ec2_instances i ON i.subnet_id = n.subnet_id WHERE n.vpc_id = t.vpc_id)"
+    " AND NOT EXISTS (SELECT 1 FROM subnets n WHERE n.vpc_id = t.vpc_id)"
+    " AND NOT EXISTS (SELECT 1 FROM security_groups g WHERE g.vpc_id = t.vpc_id)"
 )
 
 
@@ -491,27 +492,9 @@ async def _remove_gone(
         f"DELETE FROM subnets t WHERE {_gone(SUBNETS)} AND {_UNUSED_SUBNET}"
     )
 
-    vpcs = f"SELECT t.vpc_id FROM vpcs t WHERE {_gone(VPCS)} AND {_UNUSED_VPC}"
-    gone_vpcs = [row["vpc_id"] for row in await connection.fetch(vpcs, *arguments)]
-    if gone_vpcs:
-        await _remove_vpcs(connection, gone_vpcs, removed)
-
-
-async def _remove_vpcs(
-    connection: asyncpg.Connection, vpc_ids: list[str], removed: Counts
-) -> None:
-    """Remove VPCs with their subnets, security groups and rules."""
-    groups = "SELECT group_id FROM security_groups WHERE vpc_id = ANY($1::varchar[])"
-    statements = {
-        "security_group_rules": (
-            f"DELETE FROM security_group_rules WHERE group_id IN ({groups})"
-        ),
-        "security_groups": "DELETE FROM security_groups WHERE vpc_id = ANY($1)",
-        "subnets": "DELETE FROM subnets WHERE vpc_id = ANY($1)",
-        "vpcs": "DELETE FROM vpcs WHERE vpc_id = ANY($1)",
-    }
-    for kind, sql in statements.items():
-        removed[kind] += _rowcount(await connection.execute(sql, vpc_ids))
+    removed["vpcs"] += await delete(
+        f"DELETE FROM vpcs t WHERE {_gone(VPCS)} AND {_UNUSED_VPC}"
+    )
 
 
 async def _forget_unseen(

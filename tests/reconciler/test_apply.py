@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.reconciler import accounts
-from shared.events import RegionSnapshot, RemoveAccountRegion
+from shared.events import DeleteAccount, RegionSnapshot, RemoveAccountRegion
 from tests.reconciler.factories import (
     OUTSIDER,
     REGION,
@@ -432,3 +432,48 @@ async def test_snapshot_is_discarded_when_its_account_is_not_in_the_inventory(
     assert outcome.status == "discarded"
     assert await ids(pool, "enis", "eni_id") == set()
     assert REGION
+
+
+async def test_participants_group_and_the_vpc_stay_when_the_owner_is_deleted(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await add_account(pool, B)
+    shared = RegionSnapshot(
+        vpcs=[vpc("vpc-s", A)],
+        subnets=[subnet("subnet-1", "vpc-s", A)],
+        security_groups=[group("sg-a", A, "vpc-s")],
+    )
+    await poll(pool, A, shared, at(0))
+    await poll(
+        pool,
+        B,
+        RegionSnapshot(
+            vpcs=[vpc("vpc-s", A)], security_groups=[group("sg-b", B, "vpc-s")]
+        ),
+        at(1),
+    )
+
+    deletion = await accounts.delete_account(pool, DeleteAccount(account_id=A))
+    after_deletion = {
+        table: await ids(pool, table, key)
+        for table, key in [
+            ("vpcs", "vpc_id"),
+            ("subnets", "subnet_id"),
+            ("security_groups", "group_id"),
+            ("security_group_rules", "rule_id"),
+        ]
+    }
+    await poll(pool, B, RegionSnapshot(), at(60))
+
+    assert deletion.ok
+    assert deletion.removed["security_groups"] == 1
+    assert deletion.removed["subnets"] == 1
+    assert after_deletion == {
+        "vpcs": {"vpc-s"},
+        "subnets": set(),
+        "security_groups": {"sg-b"},
+        "security_group_rules": {"sg-b-r0"},
+    }
+    assert await ids(pool, "security_groups", "group_id") == set()
+    assert await ids(pool, "vpcs", "vpc_id") == set()
