@@ -54,11 +54,15 @@ TRANSIENT = (
     NatsError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
+    # Whole SQLSTATE classes of conditions the server is in, not of the data:
+    # 40 (deadlock, serialization), 53 (disk full, out of memory, too many
+    # connections), 57 (cancelled statement, shutdown, restart), 58 (I/O).
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.PostgresSystemError,
     asyncpg.LockNotAvailableError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
+    asyncpg.ReadOnlySQLTransactionError,  # a standby, during a failover
 )
 """Faults worth a redelivery: the same message will likely succeed later."""
 

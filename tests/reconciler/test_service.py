@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from structlog.testing import capture_logs
 
+from services.reconciler.apply import lock_region
 from services.reconciler.bootstrap import run as run_reconciler
 from shared import snapshots
 from shared.bus import BusNames, ensure_streams
@@ -358,3 +359,33 @@ async def test_a_clean_stop_logs_no_lost_connection(
     events = [entry["event"] for entry in logs]
     assert "reconciler_stopped" in events
     assert "nats_disconnected" not in events
+
+
+@pytest.mark.usefixtures("service")
+async def test_snapshot_applies_on_redelivery_when_its_statement_was_cancelled(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    finished = await finished_events(nats_client, names)
+    await create(nats_client, names, A, [REGION])
+    created = child_created(A)
+    await js.publish(names.tasks_created, created.model_dump_json().encode())
+    await eventually(lambda: pool.fetchval("SELECT count(*) = 1 FROM discovery_tasks"))
+    snapshot = RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+    event = discovered(A, snapshot, at(0), task_id=created.task_id)
+    waiting = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%'"
+    )
+
+    async with pool.acquire() as blocker, blocker.transaction():
+        await lock_region(blocker, REGION)
+        await js.publish(names.resources_discovered, event.model_dump_json().encode())
+        await eventually(lambda: pool.fetchval(waiting))
+        assert await pool.fetchval(
+            "SELECT pg_cancel_backend($1)", await pool.fetchval(waiting)
+        )
+
+    done = await asyncio.wait_for(finished.get(), timeout=30)
+    assert (done.task_id, done.status) == (created.task_id, TaskStatus.SUCCEEDED)
+    assert await ids(pool, "enis", "eni_id") == {"eni-1"}
