@@ -9,7 +9,7 @@ and region is not applied again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,14 @@ from shared.events import (
     TasksCreated,
     TaskStarted,
 )
+
+CLOCK_AHEAD_LIMIT = timedelta(minutes=5)
+"""How far a snapshot's discovery start may lie ahead of the database's clock.
+
+Snapshots are ordered by that time; one from a poller whose clock runs ahead
+would otherwise supersede every true snapshot of its region until real time
+caught up with it.
+"""
 
 
 @dataclass
@@ -69,21 +77,25 @@ async def _account_regions(
 
 async def _lock_poll(
     connection: asyncpg.Connection, account_id: str, region: str
-) -> datetime | None:
-    """Lock the account's region row; its last applied discovery start time."""
+) -> tuple[datetime | None, datetime]:
+    """Lock the account's region row: its last applied discovery start, and now.
+
+    Now is the database's clock, the one every service's times are compared on.
+    """
     await connection.execute(
         "INSERT INTO region_polls (account_id, region) VALUES ($1, $2)"
         " ON CONFLICT DO NOTHING",
         account_id,
         region,
     )
-    started: datetime | None = await connection.fetchval(
-        "SELECT last_discovery_started_at FROM region_polls"
+    row = await connection.fetchrow(
+        "SELECT last_discovery_started_at, now() AS now FROM region_polls"
         " WHERE account_id = $1 AND region = $2 FOR UPDATE",
         account_id,
         region,
     )
-    return started
+    assert row is not None
+    return row["last_discovery_started_at"], row["now"]
 
 
 async def apply_discovered(
@@ -126,7 +138,16 @@ async def _decide_and_apply(
         return Outcome("discarded", "the account is not in the inventory")
     if event.region not in regions:
         return Outcome("discarded", "the region is not one of the account's")
-    last_started = await _lock_poll(connection, event.account_id, event.region)
+    last_started, now = await _lock_poll(connection, event.account_id, event.region)
+    ahead = event.discovery_started_at - now
+    if ahead > CLOCK_AHEAD_LIMIT:
+        return Outcome(
+            "failed",
+            f"the snapshot says its discovery started {ahead} after this moment"
+            " by the database's clock; check the clock of the poller's host",
+        )
+    if last_started is not None and last_started - now > CLOCK_AHEAD_LIMIT:
+        last_started = None  # stored before such times were refused: worth nothing
     if last_started is not None and event.discovery_started_at < last_started:
         return Outcome("superseded", "a newer snapshot is already applied")
     if last_started is not None and event.discovery_started_at == last_started:

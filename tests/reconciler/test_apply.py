@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 
 from services.reconciler import accounts
@@ -477,3 +479,41 @@ async def test_participants_group_and_the_vpc_stay_when_the_owner_is_deleted(
     }
     assert await ids(pool, "security_groups", "group_id") == set()
     assert await ids(pool, "vpcs", "vpc_id") == set()
+
+
+async def test_snapshot_from_a_clock_running_ahead_fails_and_supersedes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    now = datetime.now(UTC)
+    ahead = RegionSnapshot(enis=[eni("eni-ghost", A, "s", "v")])
+
+    refused = await poll(pool, A, ahead, now + timedelta(days=1))
+    slightly_ahead = await poll(pool, A, RegionSnapshot(), now + timedelta(minutes=1))
+    later = await poll(
+        pool,
+        A,
+        RegionSnapshot(enis=[eni("eni-1", A, "s", "v")]),
+        now + timedelta(minutes=2),
+    )
+
+    assert refused.status == "failed"
+    assert refused.reason is not None and "clock" in refused.reason
+    assert slightly_ahead.status == "applied"
+    assert later.status == "applied"
+    assert await ids(pool, "enis", "eni_id") == {"eni-1"}
+
+
+async def test_a_stored_time_far_ahead_no_longer_holds_the_region(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await poll(pool, A, RegionSnapshot(enis=[eni("eni-ghost", A, "s", "v")]), at(0))
+    await pool.execute(
+        "UPDATE region_polls SET last_discovery_started_at = '9999-01-01T00:00:00Z'"
+    )
+
+    outcome = await poll(pool, A, RegionSnapshot(), datetime.now(UTC))
+
+    assert outcome.status == "applied"
+    assert await ids(pool, "enis", "eni_id") == set()
