@@ -76,8 +76,8 @@ async def store(
 ) -> RegionSnapshot | SnapshotRef:
     """Return the snapshot itself when small, else a reference to a stored copy.
 
-    `name` must be unique per snapshot (task id and region); storing the same
-    name again replaces the object, so a retried poll leaves one copy.
+    `name` must be unique per snapshot (task id, region and the attempt's start
+    time); storing the same name again replaces the object.
     """
     raw = snapshot.model_dump_json().encode()
     if len(raw) <= INLINE_LIMIT:

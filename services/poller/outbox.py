@@ -56,8 +56,13 @@ class JetStreamOutbox:
         finished_at: datetime,
         snapshot: RegionSnapshot,
     ) -> None:
+        # One object per attempt: a later attempt never overwrites the object
+        # an earlier attempt's event still refers to.
         body = await snapshots.store(
-            self._js, self._names, f"{poll.task_id}/{region}", snapshot
+            self._js,
+            self._names,
+            f"{poll.task_id}/{region}/{started_at.isoformat()}",
+            snapshot,
         )
         event = ResourcesDiscovered(
             task_id=poll.task_id,
