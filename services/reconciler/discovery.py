@@ -2,8 +2,9 @@
 
 Every function runs one transaction and returns what to publish after the
 commit. Redelivered events change nothing: a region outcome is recorded once
-per task, and a snapshot not newer than the last applied one for its account
-and region is not applied again.
+per task (a failure may give way to a later attempt's snapshot while the task
+is unfinished), and a snapshot not newer than the last applied one for its
+account and region is not applied again.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ async def apply_discovered(
         await lock_region(connection, event.region)
         await tasks.ensure_child(connection, event.task_id, event.account_id)
         child = await tasks.lock_child(connection, event.task_id)
-        if event.region in child.region_results:
+        if not _may_decide(child, event.region, snapshot):
             return await _duplicate(connection, child)
 
         outcome = await _decide_and_apply(connection, event, snapshot, load_error)
@@ -123,6 +124,25 @@ async def apply_discovered(
         )
         outcome.finished = await tasks.settle_child(connection, event.task_id)
     return outcome
+
+
+def _may_decide(
+    child: tasks.ChildRow, region: str, snapshot: RegionSnapshot | None
+) -> bool:
+    """Whether this result may give the task's region its outcome.
+
+    A region without an outcome takes the first. While the task is unfinished,
+    a complete snapshot also replaces a failure: the poll was redelivered (its
+    poller died) and the next attempt got through where the first did not.
+    """
+    previous = child.region_results.get(region)
+    if previous is None:
+        return True
+    return (
+        previous.get("status") == "failed"
+        and snapshot is not None
+        and child.status in tasks.UNFINISHED
+    )
 
 
 async def _decide_and_apply(

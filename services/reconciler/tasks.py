@@ -120,11 +120,16 @@ async def record_region(
     region: str,
     outcome: dict[str, Any],
 ) -> None:
-    """Record a region's outcome once; a later one for the same region is ignored."""
+    """Record a region's outcome, unless it has one already other than failed.
+
+    Callers decide when a failure may be replaced (see `discovery`); an outcome
+    that is not a failure is final.
+    """
     await connection.execute(
         "UPDATE discovery_tasks SET updated_at = now(),"
         " region_results = region_results || jsonb_build_object($2::text, $3::jsonb)"
-        " WHERE id = $1 AND NOT region_results ? $2",
+        " WHERE id = $1 AND (NOT region_results ? $2"
+        " OR region_results -> $2 ->> 'status' = 'failed')",
         task_id,
         region,
         json.dumps(outcome),

@@ -181,6 +181,55 @@ async def test_nothing_is_removed_and_failures_counted_when_assume_role_failed(
     assert await pool.fetchval("SELECT consecutive_failures FROM region_polls") == 2
 
 
+async def test_next_attempts_snapshot_replaces_a_failure_while_the_task_runs(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A, (REGION, OTHER_REGION))
+    task = child(None, A, [REGION, OTHER_REGION])
+    await discovery.record_created(pool, task)
+    await discovery.record_failure(
+        pool, failed(task, REGION, FailureKind.THROTTLED, "slow down")
+    )
+
+    # The poller died; the redelivered poll's second attempt got through.
+    retried = await apply(
+        pool, task, REGION, RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+    )
+    late_failure = await discovery.record_failure(
+        pool, failed(task, REGION, FailureKind.THROTTLED, "slow down again")
+    )
+    last = await apply(pool, task, OTHER_REGION, RegionSnapshot())
+
+    row = await task_row(pool, task)
+    poll = await pool.fetchrow("SELECT * FROM region_polls WHERE region = $1", REGION)
+    assert retried.status == "applied"
+    assert late_failure.status == "duplicate"
+    assert [e.status for e in last.finished] == [TaskStatus.SUCCEEDED]
+    assert json.loads(row["region_results"])[REGION]["status"] == "applied"
+    assert row["error"] is None
+    assert await ids(pool, "enis", "eni_id") == {"eni-1"}
+    assert (poll["consecutive_failures"], poll["stale_since"]) == (0, None)
+
+
+async def test_a_finished_tasks_outcome_stays_when_a_late_snapshot_comes(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    task = child(None, A, [REGION])
+    await discovery.record_created(pool, task)
+    await discovery.record_failure(
+        pool, failed(task, REGION, FailureKind.THROTTLED, "slow down")
+    )
+
+    late = await apply(
+        pool, task, REGION, RegionSnapshot(enis=[eni("eni-1", A, "s", "v")])
+    )
+
+    assert late.status == "duplicate"
+    assert (await task_row(pool, task))["status"] == "failed"
+    assert await ids(pool, "enis", "eni_id") == set()
+
+
 async def test_error_names_each_cause_once_with_its_regions(
     pool: asyncpg.Pool,
 ) -> None:
