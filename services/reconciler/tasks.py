@@ -460,16 +460,25 @@ async def final_events(
     return [finished_event(row) for row in rows]
 
 
+_CLOCK_START = "coalesce(started_at, greatest(created_at, not_before))"
+"""When a task's timeout starts to run."""
+
+
 async def fail_expired(
     connection: asyncpg.Connection, timeout_seconds: float
 ) -> list[TaskFinished]:
-    """Fail every task older than the timeout, children first, and update parents."""
+    """Fail every task that outlived the timeout, children first, and update parents.
+
+    A child's time runs from its start, or while it waits, from when it is due
+    (the stagger puts the last accounts of a large cycle hours after its
+    creation); a cycle's from the latest of its children's.
+    """
     reason = f"timed out after {timeout_seconds:g} s"
     children = await connection.fetch(
         "UPDATE discovery_tasks SET status = 'failed', error = $2,"
         " finished_at = now(), updated_at = now()"
         f" WHERE kind = 'account_poll' AND status IN {UNFINISHED}"
-        " AND created_at < now() - make_interval(secs => $1)"
+        f" AND {_CLOCK_START} < now() - make_interval(secs => $1)"
         f" RETURNING {_FINISHED_COLUMNS}",
         timeout_seconds,
         reason,
@@ -485,10 +494,12 @@ async def fail_expired(
             connection, parent_id, failed_per_parent[parent_id]
         )
     parents = await connection.fetch(
-        "UPDATE discovery_tasks SET status = 'failed', error = $2,"
+        "UPDATE discovery_tasks p SET status = 'failed', error = $2,"
         " finished_at = now(), updated_at = now()"
         f" WHERE kind = 'cycle' AND status IN {UNFINISHED}"
-        " AND created_at < now() - make_interval(secs => $1)"
+        f" AND greatest(created_at, (SELECT max({_CLOCK_START})"
+        " FROM discovery_tasks WHERE parent_id = p.id))"
+        " < now() - make_interval(secs => $1)"
         f" RETURNING {_FINISHED_COLUMNS}",
         timeout_seconds,
         reason,

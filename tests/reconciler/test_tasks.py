@@ -407,6 +407,40 @@ async def test_tasks_and_parent_fail_when_past_the_timeout(
     assert (row["children_failed"], row["children_skipped"]) == (1, 1)
 
 
+async def test_timeout_runs_from_a_childs_due_time_or_start_not_its_creation(
+    pool: asyncpg.Pool,
+) -> None:
+    parent = cycle(3)
+    waiting, running, due_long_ago = (
+        child(parent, account, [REGION]) for account in ACCOUNTS[:3]
+    )
+    await discovery.record_created(pool, parent)
+    for task in (waiting, running, due_long_ago):
+        await discovery.record_created(pool, task)
+    # Created three hours ago, all of them: due in 10 minutes (the stagger),
+    # started 30 minutes ago, or due two hours ago and never started.
+    for task, times in [
+        (parent, ""),
+        (waiting, ", not_before = now() + interval '10 minutes'"),
+        (running, ", status = 'running', started_at = now() - interval '30 minutes'"),
+        (due_long_ago, ", not_before = now() - interval '2 hours'"),
+    ]:
+        await pool.execute(
+            "UPDATE discovery_tasks SET created_at = now() - interval '3 hours'"
+            f"{times} WHERE id = $1",
+            task.task_id,
+        )
+
+    finished = await discovery.fail_expired_tasks(pool, 3600)
+
+    assert [e.task_id for e in finished] == [due_long_ago.task_id]
+    assert [(await task_row(pool, t))["status"] for t in (waiting, running)] == [
+        "pending",
+        "running",
+    ]
+    assert (await task_row(pool, parent))["status"] == "pending"
+
+
 def batch_of(parent: TaskCreated, children: list[TaskCreated]) -> TasksCreated:
     return TasksCreated(
         cycle_id="manual-batch", parent_task_id=parent.task_id, first=0, tasks=children
