@@ -156,8 +156,24 @@ def _duration(task: DiscoveryTask, now: datetime) -> float | None:
     return max(0.0, (end - task.started_at).total_seconds())
 
 
+def in_utc(value: datetime, field: str) -> datetime:
+    """`value` in UTC; a 422 naming `field` when it has no zone or leaves the calendar.
+
+    9999-12-31T23:59:59-23:00 is a valid time that no UTC datetime can hold.
+    """
+    if value.tzinfo is None:
+        raise invalid(field, "give a time zone, e.g. 2024-01-01T00:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise invalid(
+            field, "out of range: in UTC it falls outside years 1 to 9999"
+        ) from None
+
+
 def _cursor_key(created: str, task_id: str) -> tuple[datetime, uuid.UUID]:
     try:
-        return datetime.fromisoformat(created), uuid.UUID(task_id)
+        key = datetime.fromisoformat(created), uuid.UUID(task_id)
     except ValueError:
         raise invalid("cursor", "not a cursor this API handed out") from None
+    return in_utc(key[0], "cursor"), key[1]

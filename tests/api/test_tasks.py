@@ -3,6 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from services.api.pagination import encode_cursor
 from tests.api import seed
 from tests.api.conftest import READER
 
@@ -14,6 +15,10 @@ async def get(client: httpx.AsyncClient, path: str, **params: object) -> httpx.R
 @pytest.fixture(scope="module")
 def client(seeded_client: httpx.AsyncClient) -> httpx.AsyncClient:
     return seeded_client
+
+
+AFTER_9999 = "9999-12-31T23:59:59-23:00"
+ID = "00000000-0000-4000-8000-000000000001"
 
 
 def task_ids(response: httpx.Response) -> list[str]:
@@ -92,6 +97,15 @@ async def test_account_poll_shows_region_counts_when_fetched(
         ("/tasks", {"account": "1"}, 422, "account"),
         ("/tasks", {"cursor": "eyJzIjoidGFza3MiLCJrIjpbIngiLCJ5Il19"}, 422, "cursor"),
         ("/tasks", {"state": "failed"}, 422, "state"),
+        ("/tasks", {"since": "9999-12-31T23:59:59-23:00"}, 422, "since"),
+        ("/tasks", {"since": "0001-01-01T00:00:00+14:00"}, 422, "since"),
+        ("/tasks", {"cursor": encode_cursor("tasks", [AFTER_9999, ID])}, 422, "cursor"),
+        (
+            "/tasks",
+            {"cursor": encode_cursor("tasks", ["2026-01-01", ID])},
+            422,
+            "cursor",
+        ),
     ],
 )
 async def test_bad_task_input_is_refused_when_given(

@@ -84,7 +84,5 @@ def task_filters(
         except ValueError:
             raise invalid("parent", "a task id (UUID), or `none`") from None
     if since is not None:
-        if since.tzinfo is None:
-            raise invalid("since", "give a time zone, e.g. 2024-01-01T00:00:00Z")
-        conditions.append(DiscoveryTask.created_at >= since)
+        conditions.append(DiscoveryTask.created_at >= tasks.in_utc(since, "since"))
     return conditions
