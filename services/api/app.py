@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.auth import token_sha256
 from services.api.commands import CommandSender
 from services.api.deps import Runtime, reject_unknown_query
-from services.api.errors import install_error_handlers
+from services.api.errors import MAX_BODY_BYTES, install_error_handlers, too_large
 from services.api.routes import accounts, health, inventory, pages, polls, tasks, tokens
 from shared.bus import BusNames, close_connection
 from shared.settings import ApiSettings
@@ -118,6 +118,7 @@ def create_app(settings: ApiSettings, runtime: Runtime | None = None) -> FastAPI
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.add_middleware(BodyLimit)
     app.add_middleware(RequestLog)
     return app
 
@@ -171,3 +172,54 @@ class RequestLog:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
+
+
+class BodyLimit:
+    """Refuse a request body over `MAX_BODY_BYTES` before reading it all.
+
+    A declared length over the limit is refused unread; a body sent without one
+    is read up to the limit, then refused, or handed on as it came.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > MAX_BODY_BYTES:
+                await too_large()(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server holds it to that
+            return
+
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away
+            size += len(message.get("body", b""))
+            if size > MAX_BODY_BYTES:
+                await too_large()(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {
+                "type": "http.request",
+                "body": b"".join(chunks),
+                "more_body": False,
+            }
+
+        await self.app(scope, replay, send)

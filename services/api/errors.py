@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     INVALID = "invalid"
     UNAVAILABLE = "unavailable"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    TOO_LARGE = "too_large"
     INTERNAL = "internal"
 
 
@@ -100,6 +101,12 @@ INVALID: Responses = {
         "`fields` names each refused field with the reason."
     )
 }
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body read; an account or a token is a few hundred bytes."""
+
+TOO_LARGE: Responses = {
+    413: _described(f"The body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+}
 UNAVAILABLE: Responses = {
     503: _described(
         "The service that commits writes did not answer in time; the outcome is "
@@ -111,6 +118,7 @@ WRITE_ERRORS: Responses = {
     **UNAUTHORIZED,
     **FORBIDDEN,
     **INVALID,
+    **TOO_LARGE,
     **UNAVAILABLE,
 }
 
@@ -186,6 +194,19 @@ def _database_error(request: Request, error: Exception) -> JSONResponse:
     )
     return _answer(
         ApiError(503, ErrorCode.UNAVAILABLE, "the database is unavailable; retry")
+    )
+
+
+def too_large() -> JSONResponse:
+    """The answer to a body over `MAX_BODY_BYTES`, sent before it is read on."""
+    limit = f"{MAX_BODY_BYTES // 1024} KiB"
+    return _answer(
+        ApiError(
+            413,
+            ErrorCode.TOO_LARGE,
+            f"the request body is larger than {limit}",
+            [FieldProblem(field="body", reason=f"at most {limit}")],
+        )
     )
 
 

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
+from services.api.errors import MAX_BODY_BYTES
 from shared.events import CreateAccount, DeleteAccount, ErrorCode, UpdateAccount
 from tests.api import seed
 from tests.api.conftest import ADMIN, READER
@@ -113,6 +117,55 @@ async def test_body_that_is_not_json_names_the_body_and_the_place(
     assert problem["field"] == "body"
     assert problem["reason"].startswith("not valid JSON: ")
     assert problem["reason"].endswith("at character 15")
+
+
+def _chunks(total: int) -> list[bytes]:
+    return [b'{"account_name": "', *[b"x" * 1024] * (total // 1024), b'"}']
+
+
+async def _streamed(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    """A body sent chunked, without a Content-Length."""
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.mark.parametrize("declared", [True, False])
+@pytest.mark.parametrize("headers", [{}, ADMIN], ids=["anonymous", "admin"])
+async def test_body_over_the_limit_is_refused_before_it_is_read(
+    client: httpx.AsyncClient,
+    responder: ContractResponder,
+    headers: dict[str, str],
+    declared: bool,
+) -> None:
+    size = MAX_BODY_BYTES + 1024
+    body = b"".join(_chunks(size))
+    content = body if declared else _streamed(_chunks(size))
+
+    response = await client.post(
+        "/api/v1/accounts",
+        content=content,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert responder.requests == []
+
+
+async def test_body_under_the_limit_sent_in_chunks_is_read_whole(
+    client: httpx.AsyncClient, responder: ContractResponder
+) -> None:
+    body = json.dumps({**NEW, "account_name": "d" * 200}).encode()
+    chunks = _streamed([body[:10], body[10:100], body[100:]])
+
+    response = await client.post(
+        "/api/v1/accounts",
+        content=chunks,
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["account_name"] == "d" * 200
 
 
 @pytest.mark.parametrize(
