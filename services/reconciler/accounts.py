@@ -16,6 +16,7 @@ from services.reconciler.apply import ApplyResult, apply_snapshot, lock_region
 from services.reconciler.rows import StagedRows
 from shared.events import (
     AccountSpec,
+    AuthMethod,
     CommandReply,
     CreateAccount,
     CreateApiToken,
@@ -98,14 +99,36 @@ async def update_account(pool: asyncpg.Pool, command: UpdateAccount) -> CommandR
         if current is None:
             return _not_found(command.account_id)
         dropped = [] if new_regions is None else sorted(set(current) - set(new_regions))
-        async with connection.transaction():
-            for region in dropped:
-                await lock_region(connection, region)
-            row = await _update_row(connection, command.account_id, changes)
-            if row is None:
-                return _not_found(command.account_id)
-            removed = await _remove_regions(connection, command.account_id, dropped)
+        try:
+            async with connection.transaction():
+                for region in dropped:
+                    await lock_region(connection, region)
+                row = await _update_row(connection, command.account_id, changes)
+                if row is None:
+                    return _not_found(command.account_id)
+                if _unreachable(row):
+                    raise _Unreachable  # rolls the change back
+                removed = await _remove_regions(connection, command.account_id, dropped)
+        except _Unreachable:
+            return CommandReply(
+                ok=False,
+                error_code=ErrorCode.INVALID,
+                error="an instance_role account needs default_role_name or role_arn;"
+                " this change would leave it with neither",
+            )
     return CommandReply(ok=True, account=_spec(row), removed=removed)
+
+
+class _Unreachable(Exception):
+    """The change would leave an instance-role account without a role."""
+
+
+def _unreachable(row: asyncpg.Record) -> bool:
+    return (
+        row["auth_method"] == AuthMethod.INSTANCE_ROLE
+        and not row["default_role_name"]
+        and not row["role_arn"]
+    )
 
 
 async def _update_row(

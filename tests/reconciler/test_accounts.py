@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncpg
 
 from services.reconciler import accounts
-from shared.events import AccountChanges, RegionSnapshot, UpdateAccount
+from shared.events import (
+    AccountChanges,
+    AuthMethod,
+    ErrorCode,
+    RegionSnapshot,
+    UpdateAccount,
+)
 from tests.reconciler.factories import REGION, A, B, add_account, at, eni, ids, poll
 
 OTHER_REGION = "eu-central-1"
@@ -59,3 +65,33 @@ async def test_fields_are_kept_when_not_given_and_cleared_when_given_as_null(
     assert reply.account.external_id is None
     assert reply.account.default_regions == [REGION]
     assert reply.account.account_name == f"account {A}"
+
+
+async def test_change_leaving_an_instance_role_account_without_a_role_is_refused(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    before = await pool.fetchrow("SELECT * FROM accounts")
+
+    refused = await accounts.update_account(
+        pool,
+        UpdateAccount(
+            account_id=A,
+            changes=AccountChanges(default_role_name=None, account_name="renamed"),
+        ),
+    )
+    manual = await accounts.update_account(
+        pool,
+        UpdateAccount(
+            account_id=A,
+            changes=AccountChanges(
+                auth_method=AuthMethod.MANUAL, default_role_name=None
+            ),
+        ),
+    )
+
+    assert (refused.ok, refused.error_code) == (False, ErrorCode.INVALID)
+    assert refused.error is not None and "role_arn" in refused.error
+    assert manual.ok and manual.account is not None
+    assert manual.account.default_role_name is None
+    assert manual.account.account_name == before["account_name"]
