@@ -423,11 +423,18 @@ ExternalId = Annotated[
 ]
 
 
+DisplayName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
+"""A name people read: no control characters (PostgreSQL refuses NUL in text)."""
+
+
 class AccountSpec(Contract):
     """An account as operators manage it."""
 
     account_id: AccountId
-    account_name: str = Field(min_length=1, max_length=255)
+    account_name: DisplayName
     auth_method: AuthMethod = AuthMethod.INSTANCE_ROLE
     is_active: bool = True
     default_role_name: RoleName | None = DEFAULT_ROLE_NAME
@@ -439,7 +446,7 @@ class AccountSpec(Contract):
 class AccountChanges(Contract):
     """The fields of an account to change; unset fields stay as they are."""
 
-    account_name: str | None = Field(default=None, min_length=1, max_length=255)
+    account_name: DisplayName | None = None
     auth_method: AuthMethod | None = None
     is_active: bool | None = None
     default_role_name: RoleName | None = None

@@ -21,6 +21,7 @@ from shared.events import (
     AccountId,
     ApiTokenRole,
     AuthMethod,
+    DisplayName,
     ExternalId,
     RoleArn,
     RoleName,
@@ -41,7 +42,7 @@ class Out(BaseModel):
 class AccountFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_name: str = Field(min_length=1, max_length=255)
+    account_name: DisplayName
     auth_method: AuthMethod = AuthMethod.INSTANCE_ROLE
     is_active: StrictBool = True
     default_role_name: RoleName | None = Field(
@@ -80,7 +81,7 @@ class AccountUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    account_name: str | None = Field(default=None, min_length=1, max_length=255)
+    account_name: DisplayName | None = None
     auth_method: AuthMethod | None = None
     is_active: StrictBool | None = None
     default_role_name: RoleName | None = None
