@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -102,7 +103,7 @@ async def page_principal(
     return await _principal_for(token.strip() or None, session, runtime)
 
 
-_allowed_query: dict[int, frozenset[str]] = {}
+_allowed_query: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
 async def reject_unknown_query(request: Request) -> None:
@@ -111,10 +112,11 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    allowed = _allowed_query.get(id(route))
-    if allowed is None:
-        allowed = frozenset(_query_names(route.dependant))
-        _allowed_query[id(route)] = allowed
+    known = _allowed_query.get(id(route))
+    if known is None:
+        known = _query_names(route.dependant)
+        _allowed_query[id(route)] = known
+    allowed, repeatable = known
     for name, value in request.query_params.multi_items():
         if any(ord(char) < 32 for char in value):
             raise ApiError(
@@ -123,6 +125,19 @@ async def reject_unknown_query(request: Request) -> None:
                 f"invalid {name}: control characters are not allowed",
                 [FieldProblem(field=name, reason="control characters")],
             )
+    repeated = sorted(
+        name
+        for name in set(request.query_params) - repeatable
+        if len(request.query_params.getlist(name)) > 1
+    )
+    if repeated:
+        # Only the last would count: `region=a&region=b` must not read as both.
+        raise ApiError(
+            422,
+            ErrorCode.INVALID,
+            f"given more than once: {', '.join(repeated)}",
+            [FieldProblem(field=name, reason="give it once") for name in repeated],
+        )
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         raise ApiError(
@@ -134,8 +149,22 @@ async def reject_unknown_query(request: Request) -> None:
         )
 
 
-def _query_names(dependant: Dependant) -> set[str]:
+def _query_names(dependant: Dependant) -> tuple[frozenset[str], frozenset[str]]:
+    """The query parameters a route takes, and those of them that may repeat."""
     names = {param.alias for param in dependant.query_params}
+    repeatable = {
+        param.alias
+        for param in dependant.query_params
+        if _is_sequence(param.field_info.annotation)
+    }
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        sub_names, sub_repeatable = _query_names(sub)
+        names |= sub_names
+        repeatable |= sub_repeatable
+    return frozenset(names), frozenset(repeatable)
+
+
+def _is_sequence(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    return get_origin(annotation) in (list, set, frozenset, tuple)

@@ -54,6 +54,7 @@ async def test_last_seen_is_the_latest_poll_of_any_witness_when_several_see_it(
         ({"has_public_ip": "false"}, [seed.ENI_2, seed.ENI_3, seed.ENI_C]),
         ({"tag": "Name=web-1"}, [seed.ENI_1]),
         ({"tag": "Name"}, [seed.ENI_1, seed.ENI_2]),
+        ({"tag": ["Name", "Name=web-1"]}, [seed.ENI_1]),
         ({"instance_id": seed.INSTANCE}, [seed.ENI_1]),
         ({"group_id": seed.GROUP}, [seed.ENI_1, seed.ENI_2]),
         ({"cidr": "10.1.1.0/24"}, [seed.ENI_1, seed.ENI_2, seed.ENI_C]),
@@ -188,6 +189,8 @@ async def test_unknown_ids_are_not_found_when_looked_up(
         ({"limit": 0}, "limit", "greater than or equal to 1"),
         ({"limit": 5000}, "limit", "less than or equal to 1000"),
         ({"tag": "=value"}, "tag", "Key=Value"),
+        ({"region": [seed.REGION, "us-east-1"]}, "region", "more than once"),
+        ({"limit": [5, 7]}, "limit", "more than once"),
     ],
 )
 async def test_bad_list_input_is_refused_with_the_field_when_given(
