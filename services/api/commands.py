@@ -7,6 +7,7 @@ import json
 import structlog
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from pydantic import ValidationError
 
 from services.api.errors import ApiError, ErrorCode
@@ -39,8 +40,16 @@ class CommandSender:
         payload = json.dumps(body).encode()
         try:
             message = await self._nats.request(subject, payload, timeout=self._timeout)
+        except NoRespondersError:
+            log.warning("command_unanswered", subject=subject, error="no responders")
+            raise ApiError(
+                503,
+                ErrorCode.UNAVAILABLE,
+                f"nothing answers {subject} (is the service that commits it"
+                " running?); the change was not made",
+            ) from None
         except (NatsError, TimeoutError) as error:
-            # No responder, no answer in time, or no connection: all unavailable.
+            # No answer in time, or no connection: the outcome is unknown.
             log.warning(
                 "command_unanswered", subject=subject, error=type(error).__name__
             )

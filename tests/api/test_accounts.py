@@ -5,8 +5,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from services.api.errors import MAX_BODY_BYTES
+from shared.bus import BusNames
 from shared.events import CreateAccount, DeleteAccount, ErrorCode, UpdateAccount
 from tests.api import seed
 from tests.api.conftest import ADMIN, READER
@@ -200,6 +202,7 @@ async def test_write_is_unavailable_when_nobody_answers(
 
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable"
+    assert "the change was not made" in response.json()["message"]
 
 
 @pytest.mark.usefixtures("inventory")
@@ -279,3 +282,16 @@ async def test_malformed_account_id_is_refused_when_read(
 
     assert response.status_code == 422
     assert response.json()["fields"][0]["field"] == "account_id"
+
+
+async def test_write_outcome_is_unknown_when_the_answer_never_comes(
+    client: httpx.AsyncClient, nats_client: NatsClient, names: BusNames
+) -> None:
+    silent = await nats_client.subscribe(names.accounts_create)  # takes, never answers
+    await nats_client.flush()
+
+    response = await client.post("/api/v1/accounts", json=NEW, headers=ADMIN)
+    await silent.unsubscribe()
+
+    assert response.status_code == 503
+    assert "may or may not have been made" in response.json()["message"]
