@@ -201,7 +201,13 @@ class TaskOut(BaseModel):
 class TaskDetail(TaskOut):
     """A task with its children (for a cycle: one per account)."""
 
-    child_tasks: list[TaskOut]
+    child_tasks: list[TaskOut] = Field(
+        description="The children, oldest first: at most the first 5,000."
+    )
+    child_tasks_complete: bool = Field(
+        description="False when there are more children than `child_tasks` holds;"
+        " page through all of them with `GET /tasks?parent=<task_id>`."
+    )
 
 
 class PollQueue(BaseModel):

@@ -57,17 +57,20 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID) -> TaskDetail | No
     task = await session.get(DiscoveryTask, task_id)
     if task is None:
         return None
-    children = await session.scalars(
-        select(DiscoveryTask)
-        .where(DiscoveryTask.parent_id == task_id)
-        .order_by(DiscoveryTask.created_at, DiscoveryTask.account_id)
-        .limit(rows_at_most(MAX_CHILDREN))
+    children = list(
+        await session.scalars(
+            select(DiscoveryTask)
+            .where(DiscoveryTask.parent_id == task_id)
+            .order_by(DiscoveryTask.created_at, DiscoveryTask.account_id)
+            .limit(rows_at_most(MAX_CHILDREN + 1))
+        )
     )
 
     now = datetime.now(UTC)
     return TaskDetail(
         **task_out(task, now).model_dump(),
-        child_tasks=[task_out(child, now) for child in children],
+        child_tasks=[task_out(child, now) for child in children[:MAX_CHILDREN]],
+        child_tasks_complete=len(children) <= MAX_CHILDREN,
     )
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from services.api import tasks
 from services.api.pagination import encode_cursor
 from tests.api import seed
 from tests.api.conftest import READER
@@ -68,9 +69,23 @@ async def test_cycle_shows_children_progress_and_duration_when_fetched(
     assert task["duration_seconds"] == 600
     assert task["children"]["failed"] == 1
     assert [c["account_id"] for c in task["child_tasks"]] == [seed.A, seed.B]
+    assert task["child_tasks_complete"] is True
     failed = task["child_tasks"][1]
     assert failed["region_results"]["eu-west-1"]["kind"] == "assume_role_failed"
     assert failed["error"] == "AssumeRole was denied"
+
+
+async def test_cycle_says_when_it_holds_more_children_than_shown(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tasks, "MAX_CHILDREN", 1)
+
+    task = (await get(client, f"/tasks/{seed.CYCLE}")).json()
+    page = await client.get(f"/tasks/{seed.CYCLE}", headers=READER)
+
+    assert [c["account_id"] for c in task["child_tasks"]] == [seed.A]
+    assert task["child_tasks_complete"] is False
+    assert f"GET /api/v1/tasks?parent={seed.CYCLE}" in page.text
 
 
 async def test_account_poll_shows_region_counts_when_fetched(
