@@ -417,14 +417,14 @@ async def _insert_new(
 
 # The account decides a row's fate: it owns it, or no other account currently
 # sees it and its owner cannot vouch for it either, being outside the
-# inventory, registered without polling (`manual`) or no longer polling the
-# row's region. Otherwise a region removed from the owner would leave its
-# VPCs behind for good once the last participant stopped seeing them.
+# inventory, registered without polling (`manual`), inactive or no longer
+# polling the row's region. Otherwise a region removed from the owner would
+# leave its VPCs behind for good once the last participant stopped seeing them.
 _DECIDES = (
     "(t.owner_account_id = $2 OR (t.seen_by <@ ARRAY[$2]::varchar[]"
     " AND NOT EXISTS (SELECT 1 FROM accounts a"
-    " WHERE a.account_id = t.owner_account_id"
-    " AND a.auth_method = 'instance_role' AND t.region = ANY(a.default_regions))))"
+    " WHERE a.account_id = t.owner_account_id AND a.auth_method = 'instance_role'"
+    " AND a.is_active AND t.region = ANY(a.default_regions))))"
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -517,3 +518,29 @@ async def test_a_stored_time_far_ahead_no_longer_holds_the_region(
 
     assert outcome.status == "applied"
     assert await ids(pool, "enis", "eni_id") == set()
+
+
+async def test_an_outsiders_vpc_takes_the_view_of_whoever_polls_it(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, B)
+    await poll(pool, B, RegionSnapshot(vpcs=[vpc("vpc-o", OUTSIDER)]), at(0))
+
+    await poll(
+        pool, B, RegionSnapshot(vpcs=[vpc("vpc-o", OUTSIDER, tags={"k": "v"})]), at(1)
+    )
+
+    assert json.loads(await pool.fetchval("SELECT tags FROM vpcs")) == {"k": "v"}
+
+
+async def test_inactive_owners_vpc_goes_when_its_last_witness_no_longer_sees_it(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    await add_account(pool, B)
+    await pool.execute("UPDATE accounts SET is_active = false WHERE account_id = $1", A)
+    await poll(pool, B, RegionSnapshot(vpcs=[vpc("vpc-a", A)]), at(0))
+
+    await poll(pool, B, RegionSnapshot(), at(60))
+
+    assert await ids(pool, "vpcs", "vpc_id") == set()
