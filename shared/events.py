@@ -8,12 +8,13 @@ reader ignores fields it does not know and new fields always have defaults.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -29,6 +30,17 @@ RegionName = Annotated[
     str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", max_length=32)
 ]
 Tags = dict[str, str]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("in UTC it falls outside years 1 to 9999") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A time with a zone, held in UTC: one PostgreSQL can store and compare."""
 
 
 class Contract(BaseModel):
@@ -211,7 +223,7 @@ class AccountPoll(Contract):
     external_id: str | None = None
     regions: list[RegionName] = Field(min_length=1)
     requested_by: str | None = None
-    requested_at: AwareDatetime
+    requested_at: UtcDatetime
 
     @model_validator(mode="after")
     def _role_given(self) -> Self:
@@ -235,8 +247,8 @@ class ResourcesDiscovered(Contract):
     task_id: uuid.UUID
     account_id: AccountId
     region: RegionName
-    discovery_started_at: AwareDatetime
-    discovery_finished_at: AwareDatetime
+    discovery_started_at: UtcDatetime
+    discovery_finished_at: UtcDatetime
     snapshot: RegionSnapshot | None = None
     snapshot_ref: SnapshotRef | None = None
 
@@ -267,8 +279,8 @@ class DiscoveryFailed(Contract):
     regions: list[RegionName] = Field(default_factory=list)
     kind: FailureKind
     reason: str = Field(max_length=4000)
-    discovery_started_at: AwareDatetime
-    failed_at: AwareDatetime
+    discovery_started_at: UtcDatetime
+    failed_at: UtcDatetime
 
 
 class TaskKind(StrEnum):
@@ -315,8 +327,8 @@ class TaskCreated(Contract):
     reason: str | None = None
     initiated_by: str | None = None
     children_total: int = Field(default=0, ge=0)
-    not_before: AwareDatetime | None = None
-    created_at: AwareDatetime
+    not_before: UtcDatetime | None = None
+    created_at: UtcDatetime
 
 
 class TasksCreated(Contract):
@@ -348,7 +360,7 @@ class TaskStarted(Contract):
 
     task_id: uuid.UUID
     account_id: AccountId
-    started_at: AwareDatetime
+    started_at: UtcDatetime
     attempt: int = Field(default=1, ge=1)
 
 
@@ -359,7 +371,7 @@ class TaskFinished(Contract):
     parent_task_id: uuid.UUID | None = None
     account_id: AccountId | None = None
     status: TaskStatus
-    finished_at: AwareDatetime
+    finished_at: UtcDatetime
     error: str | None = None
 
 
@@ -368,12 +380,12 @@ class CycleProgress(Contract):
 
     cycle_id: str
     parent_task_id: uuid.UUID
-    started_at: AwareDatetime
+    started_at: UtcDatetime
     accounts_total: int = Field(ge=0)
     published: int = Field(ge=0)
     skipped: int = Field(ge=0)
     waiting: int = Field(ge=0)
-    next_due_at: AwareDatetime | None = None
+    next_due_at: UtcDatetime | None = None
 
 
 class ScheduleState(Contract):
@@ -383,10 +395,10 @@ class ScheduleState(Contract):
     cron: str
     stagger_seconds: float
     max_concurrent: int
-    next_run_at: AwareDatetime | None = None
+    next_run_at: UtcDatetime | None = None
     current_cycle: CycleProgress | None = None
     last_cycle: CycleProgress | None = None
-    updated_at: AwareDatetime
+    updated_at: UtcDatetime
 
 
 # --- Commands, answered on NATS request-reply ------------------------------------
@@ -424,10 +436,11 @@ ExternalId = Annotated[
 
 
 DisplayName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
 ]
-"""A name people read: no control characters (PostgreSQL refuses NUL in text)."""
+"""A name people read. No NUL, which PostgreSQL refuses in text; the API
+refuses every control character in new names, but names stored before that
+rule must still travel."""
 
 
 class AccountSpec(Contract):

@@ -220,6 +220,12 @@ def test_reader_ignores_fields_it_does_not_know_yet() -> None:
         (events.AccountPoll, {"requested_at": "2026-01-01T00:00:00"}, "requested_at"),
         (events.DiscoveryFailed, {"kind": "gremlins"}, "kind"),
         (events.TaskCreated, {"status": "running"}, "status"),
+        (
+            events.ResourcesDiscovered,
+            {"discovery_finished_at": "9999-12-31T23:59:59-23:00"},
+            "discovery_finished_at",
+        ),
+        (events.TaskStarted, {"started_at": "0001-01-01T00:00:00+14:00"}, "started_at"),
     ],
 )
 def test_malformed_contract_is_rejected_naming_the_field(
@@ -231,6 +237,16 @@ def test_malformed_contract_is_rejected_naming_the_field(
         contract.model_validate(valid | payload)
 
     assert field in {str(problem["loc"][0]) for problem in error.value.errors()}
+
+
+def test_times_are_held_in_utc() -> None:
+    valid = ROUND_TRIPS[0].model_dump(mode="json")
+
+    poll = events.AccountPoll.model_validate(
+        valid | {"requested_at": "2026-01-01T10:00:00+02:00"}
+    )
+
+    assert poll.requested_at.isoformat() == "2026-01-01T08:00:00+00:00"
 
 
 def test_discovered_event_needs_exactly_one_body() -> None:
