@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
+from pydantic import ValidationError
 
 from shared.bus import BusNames
 from shared.events import RegionSnapshot, SnapshotRef
@@ -68,7 +69,13 @@ def decode(blob: bytes) -> RegionSnapshot:
         raise SnapshotCorrupted(
             f"larger than {MAX_SNAPSHOT_BYTES} bytes once decompressed, or truncated"
         )
-    return RegionSnapshot.model_validate_json(raw)
+    try:
+        return RegionSnapshot.model_validate_json(raw)
+    except ValidationError as error:
+        raise SnapshotCorrupted(
+            f"not a region snapshot: {error.error_count()} problem(s), first at"
+            f" {'.'.join(map(str, error.errors()[0]['loc'])) or 'the top'}"
+        ) from error
 
 
 async def store(

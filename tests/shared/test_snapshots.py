@@ -101,3 +101,11 @@ def test_snapshot_that_inflates_past_the_limit_is_refused(
 def test_blob_that_is_not_compressed_is_refused() -> None:
     with pytest.raises(snapshots.SnapshotCorrupted, match="not a compressed"):
         snapshots.decode(b"plain text")
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"vpcs": [1, 2', b"[]", b'{"enis": [{"eni_id": 5}]}']
+)
+def test_blob_that_is_not_a_snapshot_is_refused(content: bytes) -> None:
+    with pytest.raises(snapshots.SnapshotCorrupted, match="not a region snapshot"):
+        snapshots.decode(zlib.compress(content))
