@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -21,7 +22,6 @@ from shared.events import (
     AccountId,
     ApiTokenRole,
     AuthMethod,
-    DisplayName,
     ExternalId,
     RoleArn,
     RoleName,
@@ -30,6 +30,15 @@ from shared.events import (
 
 Text = str
 """An address, network or MAC, as PostgreSQL writes it."""
+
+
+DisplayName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
+    ),
+]
+"""A name people read, as the API accepts it: no control characters."""
 
 
 class Out(BaseModel):
