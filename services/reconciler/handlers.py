@@ -184,17 +184,28 @@ async def _reject(deps: Deps, msg: Msg) -> Outcome | None:
     if msg.subject != deps.names.resources_discovered:
         await msg.term()
         return None
-    event = ResourcesDiscovered.model_validate_json(msg.data)
-    failure = DiscoveryFailed(
-        task_id=event.task_id,
-        account_id=event.account_id,
-        region=event.region,
-        kind=FailureKind.OTHER,
-        reason="the snapshot could not be applied (see the reconciler's log)",
-        discovery_started_at=event.discovery_started_at,
-        failed_at=event.discovery_finished_at,
-    )
-    return await discovery.record_failure(deps.pool, failure)
+    try:
+        event = ResourcesDiscovered.model_validate_json(msg.data)
+        failure = DiscoveryFailed(
+            task_id=event.task_id,
+            account_id=event.account_id,
+            region=event.region,
+            kind=FailureKind.OTHER,
+            reason="the snapshot could not be applied (see the reconciler's log)",
+            discovery_started_at=event.discovery_started_at,
+            failed_at=event.discovery_finished_at,
+        )
+        return await discovery.record_failure(deps.pool, failure)
+    except TRANSIENT as error:
+        delay = min(MAX_REDELIVERY_DELAY, 2.0 ** (msg.metadata.num_delivered or 1))
+        log.warning("message_redelivered", reason=repr(error), delay=delay)
+        await msg.nak(delay=delay)
+        return None
+    except Exception:
+        # Not even its failure can be stored: stop here rather than loop.
+        log.error("message_terminated", reason="failure not recordable", exc_info=True)
+        await msg.term()
+        return None
 
 
 def _bind(task_id: object, account_id: str, region: str | None = None) -> None:
@@ -341,6 +352,15 @@ async def _run_command(
         log.error("command_failed", exc_info=True)
         return CommandReply(
             ok=False, error_code=ErrorCode.INVALID, error=type(error).__name__
+        )
+    except Exception:
+        # Answer anyway: a silent reconciler would leave the API waiting.
+        log.error("command_failed", exc_info=True)
+        return CommandReply(
+            ok=False,
+            error_code=ErrorCode.UNAVAILABLE,
+            error="the reconciler failed on this command (see its log);"
+            " the change may or may not have been made",
         )
 
 

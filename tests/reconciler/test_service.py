@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from structlog.testing import capture_logs
 
+from services.reconciler import accounts, discovery
 from services.reconciler.apply import lock_region
 from services.reconciler.bootstrap import run as run_reconciler
 from shared import snapshots
@@ -389,3 +390,69 @@ async def test_snapshot_applies_on_redelivery_when_its_statement_was_cancelled(
     done = await asyncio.wait_for(finished.get(), timeout=30)
     assert (done.task_id, done.status) == (created.task_id, TaskStatus.SUCCEEDED)
     assert await ids(pool, "enis", "eni_id") == {"eni-1"}
+
+
+@pytest.mark.usefixtures("service")
+async def test_message_is_terminated_when_even_its_failure_cannot_be_recorded(
+    pool: asyncpg.Pool,
+    nats_client: NatsClient,
+    names: BusNames,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[object] = []
+
+    async def unrecordable(*args: object) -> None:
+        attempts.append(args)
+        raise RuntimeError("the failure cannot be stored either")
+
+    monkeypatch.setattr(discovery, "record_failure", unrecordable)
+    js = nats_client.jetstream()
+    await create(nats_client, names, A, [REGION])
+    # PostgreSQL refuses NUL in text: the apply fails for good.
+    refused = RegionSnapshot(vpcs=[vpc("vpc-1", A, tags={"Name": "a\x00b"})])
+    event = discovered(A, refused, at(0))
+
+    await js.publish(names.resources_discovered, event.model_dump_json().encode())
+    await eventually(lambda: asyncio.sleep(0, bool(attempts)))
+    await asyncio.sleep(3.5)  # longer than the ack wait: a kept message would return
+
+    info = await js.consumer_info(names.discovery_stream, names.reconciler_consumer)
+    assert len(attempts) == 1
+    assert (info.num_ack_pending, info.num_redelivered, info.num_pending) == (0, 0, 0)
+
+
+async def test_command_is_answered_when_it_fails_unexpectedly(
+    start_reconciler: StartReconciler,
+    nats_client: NatsClient,
+    names: BusNames,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(accounts, "delete_account", broken)
+    await start_reconciler()
+
+    reply = await request(
+        nats_client, names.accounts_delete, DeleteAccount(account_id=A)
+    )
+
+    assert (reply.ok, reply.error_code) == (False, ErrorCode.UNAVAILABLE)
+    assert reply.error is not None and "may or may not" in reply.error
+
+
+@pytest.mark.usefixtures("service")
+async def test_account_named_before_the_name_rules_can_still_be_changed(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    await create(nats_client, names, A, [REGION])
+    await pool.execute("UPDATE accounts SET account_name = 'tab\tname'")
+
+    reply = await request(
+        nats_client,
+        names.accounts_update,
+        UpdateAccount(account_id=A, changes=AccountChanges(is_active=False)),
+    )
+
+    assert reply.ok and reply.account is not None
+    assert (reply.account.account_name, reply.account.is_active) == ("tab\tname", False)
