@@ -336,11 +336,23 @@ def _limit(client: Any, limiter: RateLimiter, stats: RegionStats) -> None:
 
 
 def _items(client: Any, operation: str, key: str, stats: RegionStats) -> Iterator[Any]:
-    """The items of every page, page by page, at the largest page size."""
+    """The items of every page, page by page, at the largest page size.
+
+    EC2 always names the list, empty or not; botocore reads any answer it
+    cannot parse (an HTML page from a proxy, XML without the list) as a page
+    with nothing in it. Such a page fails the region: it is no empty region.
+    """
     paginator = client.get_paginator(operation)
     for page in paginator.paginate(PaginationConfig={"PageSize": PAGE_SIZE}):
         stats.pages[operation] += 1
-        yield from page.get(key, [])
+        if key not in page:
+            api_name = client.meta.method_to_api_mapping.get(operation, operation)
+            raise DiscoveryError(
+                FailureKind.OTHER,
+                f"{api_name}: the answer has no {key}, so it is not EC2's"
+                " (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
+            )
+        yield from page[key]
 
 
 def _describe(ec2: Any, stats: RegionStats) -> RegionSnapshot:

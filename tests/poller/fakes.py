@@ -94,6 +94,11 @@ def error_response(status: int, code: str, message: str) -> AWSResponse:
     return AWSResponse("https://fake", status, {}, raw)
 
 
+def ok_response(body: bytes) -> AWSResponse:
+    """A 200 answer with `body`, whatever it holds."""
+    return AWSResponse("https://fake", 200, {}, _Raw(body))
+
+
 class _Raw:
     def __init__(self, body: bytes) -> None:
         self._body = body

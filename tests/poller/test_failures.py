@@ -21,6 +21,7 @@ from tests.poller.fakes import (
     delayed,
     error_response,
     every_nth,
+    ok_response,
     poll_for,
 )
 
@@ -90,8 +91,30 @@ def _throttled() -> Any:
             FailureKind.OTHER,
             "UnsupportedOperation",
         ),
+        (
+            always(
+                lambda: ok_response(b"<html><body>Sign in to the wifi</body></html>")
+            ),
+            FailureKind.OTHER,
+            "has no SecurityGroupRules",
+        ),
+        (
+            always(
+                lambda: ok_response(b"<Response><requestId>x</requestId></Response>")
+            ),
+            FailureKind.OTHER,
+            "has no SecurityGroupRules",
+        ),
     ],
-    ids=["access_denied", "region_not_enabled", "throttled", "timeout", "other"],
+    ids=[
+        "access_denied",
+        "region_not_enabled",
+        "throttled",
+        "timeout",
+        "other",
+        "html_page",
+        "xml_without_the_list",
+    ],
 )
 async def test_region_is_reported_failed_and_others_still_emitted_when_it_fails(
     enis: dict[str, set[str]], fault: Any, kind: FailureKind, words: str
