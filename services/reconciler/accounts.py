@@ -8,6 +8,7 @@ and what only it reported of owners outside the inventory.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -91,24 +92,34 @@ async def update_account(pool: asyncpg.Pool, command: UpdateAccount) -> CommandR
         and (value is not None or column in _CLEARABLE_COLUMNS)
     }
     new_regions = changes.get("default_regions")
-    async with pool.acquire() as connection:
+    account_id = command.account_id
+
+    async def change(connection: asyncpg.Connection, held: set[str]) -> CommandReply:
         current = await connection.fetchval(
-            "SELECT default_regions FROM accounts WHERE account_id = $1",
-            command.account_id,
+            "SELECT default_regions FROM accounts WHERE account_id = $1 FOR UPDATE",
+            account_id,
         )
         if current is None:
-            return _not_found(command.account_id)
+            return _not_found(account_id)
         dropped = [] if new_regions is None else sorted(set(current) - set(new_regions))
+        if not set(dropped) <= held:
+            raise _MoreRegions(dropped)
+        row = await _update_row(connection, account_id, changes)
+        assert row is not None  # locked above
+        if _unreachable(row):
+            raise _Unreachable  # rolls the change back
+        removed = await _remove_regions(connection, account_id, dropped)
+        return CommandReply(ok=True, account=_spec(row), removed=removed)
+
+    async with pool.acquire() as connection:
+        current = await connection.fetchval(
+            "SELECT default_regions FROM accounts WHERE account_id = $1", account_id
+        )
+        if current is None:
+            return _not_found(account_id)
+        likely = [] if new_regions is None else set(current) - set(new_regions)
         try:
-            async with connection.transaction():
-                for region in dropped:
-                    await lock_region(connection, region)
-                row = await _update_row(connection, command.account_id, changes)
-                if row is None:
-                    return _not_found(command.account_id)
-                if _unreachable(row):
-                    raise _Unreachable  # rolls the change back
-                removed = await _remove_regions(connection, command.account_id, dropped)
+            return await _holding_regions(connection, likely, change)
         except _Unreachable:
             return CommandReply(
                 ok=False,
@@ -116,7 +127,46 @@ async def update_account(pool: asyncpg.Pool, command: UpdateAccount) -> CommandR
                 error="an instance_role account needs default_role_name or role_arn;"
                 " this change would leave it with neither",
             )
-    return CommandReply(ok=True, account=_spec(row), removed=removed)
+
+
+class _MoreRegions(Exception):
+    """The change needs the locks of more regions than it holds."""
+
+    def __init__(self, regions: Iterable[str]) -> None:
+        super().__init__(sorted(regions))
+        self.regions = set(regions)
+
+
+LOCK_ATTEMPTS = 5
+
+
+async def _holding_regions(
+    connection: asyncpg.Connection,
+    regions: Iterable[str],
+    change: Callable[[asyncpg.Connection, set[str]], Awaitable[CommandReply]],
+) -> CommandReply:
+    """Run `change` in one transaction that holds the locks of the regions it needs.
+
+    Region locks come before the account's row (the lock order), but which
+    regions a change touches is only certain once that row is locked: read
+    before, it may have changed meanwhile. So `change` is given the regions
+    held and raises `_MoreRegions` when it finds it needs others; it is then
+    rolled back and run again holding those too.
+    """
+    held = set(regions)
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            async with connection.transaction():
+                for region in sorted(held):
+                    await lock_region(connection, region)
+                return await change(connection, held)
+        except _MoreRegions as more:
+            held |= more.regions
+    return CommandReply(
+        ok=False,
+        error_code=ErrorCode.UNAVAILABLE,
+        error="the account's regions kept changing meanwhile; try again",
+    )
 
 
 class _Unreachable(Exception):
@@ -148,19 +198,26 @@ async def _update_row(
 
 async def delete_account(pool: asyncpg.Pool, command: DeleteAccount) -> CommandReply:
     """Remove the account, then what it owns in every region, under the rules."""
+    account_id = command.account_id
+
+    async def delete(connection: asyncpg.Connection, held: set[str]) -> CommandReply:
+        deleted = await connection.fetchval(
+            "DELETE FROM accounts WHERE account_id = $1 RETURNING account_id",
+            account_id,
+        )
+        if deleted is None:
+            return _not_found(account_id)
+        # An apply of the account holds its row (KEY SHARE) until it commits, and
+        # none can begin now: every region it has data in is known from here on.
+        regions = await _regions_with_data(connection, account_id)
+        if not set(regions) <= held:
+            raise _MoreRegions(regions)
+        removed = await _remove_regions(connection, account_id, regions)
+        return CommandReply(ok=True, removed=removed)
+
     async with pool.acquire() as connection:
-        regions = await _regions_with_data(connection, command.account_id)
-        async with connection.transaction():
-            for region in regions:
-                await lock_region(connection, region)
-            deleted = await connection.fetchval(
-                "DELETE FROM accounts WHERE account_id = $1 RETURNING account_id",
-                command.account_id,
-            )
-            if deleted is None:
-                return _not_found(command.account_id)
-            removed = await _remove_regions(connection, command.account_id, regions)
-    return CommandReply(ok=True, removed=removed)
+        likely = await _regions_with_data(connection, account_id)
+        return await _holding_regions(connection, likely, delete)
 
 
 async def remove_region(

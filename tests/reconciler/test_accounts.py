@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from services.reconciler import accounts
+from services.reconciler.apply import lock_region
 from shared.events import (
     AccountChanges,
     AuthMethod,
+    DeleteAccount,
     ErrorCode,
     RegionSnapshot,
     UpdateAccount,
 )
-from tests.reconciler.factories import REGION, A, B, add_account, at, eni, ids, poll
+from tests.reconciler.factories import (
+    REGION,
+    A,
+    B,
+    add_account,
+    at,
+    eni,
+    eventually,
+    ids,
+    poll,
+)
 
 OTHER_REGION = "eu-central-1"
 
@@ -95,3 +109,39 @@ async def test_change_leaving_an_instance_role_account_without_a_role_is_refused
     assert manual.ok and manual.account is not None
     assert manual.account.default_role_name is None
     assert manual.account.account_name == before["account_name"]
+
+
+async def test_deletion_removes_data_of_a_region_added_while_it_waited(
+    pool: asyncpg.Pool,
+) -> None:
+    other = "eu-central-1"
+    await add_account(pool, A)
+    await poll(pool, A, RegionSnapshot(enis=[eni("eni-1", A, "s", "v")]), at(0))
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%'"
+    )
+
+    async with pool.acquire() as blocker:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await lock_region(blocker, REGION)
+        deletion = asyncio.create_task(
+            accounts.delete_account(pool, DeleteAccount(account_id=A))
+        )
+        await eventually(lambda: pool.fetchval(waiting))
+        # Meanwhile the account gains a region, and a snapshot of it is applied.
+        await pool.execute(
+            "UPDATE accounts SET default_regions = default_regions || $1::varchar",
+            other,
+        )
+        await poll(
+            pool, A, RegionSnapshot(enis=[eni("eni-2", A, "s", "v")]), at(1), other
+        )
+        await transaction.rollback()
+        reply = await asyncio.wait_for(deletion, timeout=20)
+
+    assert reply.ok
+    assert reply.removed == {"enis": 2, "eni_addresses": 2}
+    assert await ids(pool, "enis", "eni_id") == set()
+    assert await pool.fetchval("SELECT count(*) FROM region_polls") == 0
