@@ -449,9 +449,12 @@ class Scheduler:
 
         Besides the tasks the database says are pending or running, a poll
         still waiting in a cycle, or published but not yet recorded by the
-        reconciler, keeps its account busy.
+        reconciler, keeps its account busy. The reads go in that order (the
+        cycles' cursors, then which published tasks are recorded, then which
+        tasks are unfinished): a task recorded between two of them is then
+        seen by the later one, never missed by both.
         """
-        busy = await self._accounts.unfinished_polls()
+        busy: dict[str, str] = {}
         published: dict[uuid.UUID, tuple[str, str]] = {}
         for cycle_id in await self._store.cycles():
             plan = await self._plan(cycle_id)
@@ -477,7 +480,7 @@ class Scheduler:
                     "(published, not yet recorded)",
                 )
 
-        return busy
+        return busy | await self._accounts.unfinished_polls()
 
     # --- Schedule state -----------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
@@ -147,6 +148,65 @@ async def test_next_cycle_skips_accounts_whose_poll_is_not_recorded_yet(
     assert [task["status"] for task in second] == ["skipped", "skipped"]
     assert all("not yet recorded" in task["reason"] for task in second)
     assert await count_polls(nats_client, names) == 2
+
+
+class RecordedMeanwhile:
+    """The database, with the reconciler recording `tasks` as pending at the
+    worst moment: just after the first read of a busy check answers."""
+
+    def __init__(self, inner: Any, engine: AsyncEngine, tasks: dict[str, str]) -> None:
+        self._inner = inner
+        self._engine = engine
+        self._tasks = tasks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def _then_record(self, answer: Any) -> Any:
+        tasks, self._tasks = self._tasks, {}
+        async with self._engine.begin() as connection:
+            for task_id, account_id in tasks.items():
+                await connection.execute(
+                    text(
+                        "INSERT INTO discovery_tasks (id, kind, account_id, status)"
+                        " VALUES (:id, 'account_poll', :account, 'pending')"
+                    ),
+                    {"id": uuid.UUID(task_id), "account": account_id},
+                )
+        return answer
+
+    async def unfinished_polls(self) -> dict[str, str]:
+        return await self._then_record(await self._inner.unfinished_polls())
+
+    async def recorded(self, task_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        return await self._then_record(await self._inner.recorded(task_ids))
+
+
+async def test_account_stays_busy_when_its_poll_is_recorded_during_the_check(
+    db: AsyncEngine, nats_client: NatsClient, names: BusNames, start_replica
+) -> None:
+    [account] = account_ids(1)
+    await seed_accounts(db, AccountSeed(account))
+    clock = FakeClock()
+    replica = await start_replica(clock, stagger_seconds=0)
+    await clock.advance(10)
+    await settled_polls(nats_client, names, 1)
+    [first] = await polls(nats_client, names)
+    scheduler = replica.app.scheduler
+    scheduler._accounts = RecordedMeanwhile(
+        scheduler._accounts, db, {first["task_id"]: account}
+    )
+
+    await clock.advance(3600)
+    await eventually(lambda: _children_count(nats_client, names, 2))
+
+    second = [
+        task
+        for task in await tasks_created(nats_client, names)
+        if task["cycle_id"] == "scheduled-20260101T130000Z" and task["account_id"]
+    ]
+    assert [task["status"] for task in second] == ["skipped"]
+    assert await count_polls(nats_client, names) == 1
 
 
 async def _children_count(
