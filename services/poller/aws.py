@@ -214,7 +214,9 @@ class AwsAccess:
         # once per process, not once per poll.
         self._loader = botocore.loaders.create_loader()
         self._config = Config(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            # total_max_attempts counts the first request too (max_attempts would
+            # count only the retries after it).
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=10,
             read_timeout=60,
             user_agent_extra="network-inventory-poller",

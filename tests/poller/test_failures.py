@@ -178,6 +178,25 @@ async def test_snapshot_is_complete_when_a_third_of_the_calls_are_throttled(
     )
 
 
+async def test_a_throttled_call_is_sent_max_attempts_times_in_all(
+    enis: dict[str, set[str]],
+) -> None:
+    sent: list[object] = []
+
+    def throttled(request: Any) -> Any:
+        sent.append(request)
+        return _throttled()
+
+    faults = Faults()
+    faults.by_region["eu-west-1"] = throttled
+
+    outbox = await _poll(faults, max_attempts=3)
+
+    [failed] = outbox.failed
+    assert failed.kind is FailureKind.THROTTLED
+    assert len(sent) == 3  # the first request and two retries, then the region fails
+
+
 async def test_role_credentials_are_renewed_when_they_expire_mid_poll(
     enis: dict[str, set[str]],
 ) -> None:
