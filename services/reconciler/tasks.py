@@ -248,11 +248,17 @@ async def record_children(
 
 
 async def record_started(connection: asyncpg.Connection, event: TaskStarted) -> None:
-    """A poll began: the child, and its parent, are running."""
+    """A poll began: the child, and its parent, are running.
+
+    The start is the poller's clock, taken no later than the database's now:
+    a start in the future would hold off the task's timeout, and keep its
+    account busy, until then.
+    """
     await ensure_child(connection, event.task_id, event.account_id)
     parent_id = await connection.fetchval(
         "UPDATE discovery_tasks SET status = CASE WHEN status = 'pending'"
-        " THEN 'running' ELSE status END, started_at = coalesce(started_at, $2),"
+        " THEN 'running' ELSE status END,"
+        " started_at = coalesce(started_at, least($2, now())),"
         " attempts = greatest(attempts, $3), updated_at = now() WHERE id = $1"
         " RETURNING parent_id",
         event.task_id,
@@ -262,7 +268,7 @@ async def record_started(connection: asyncpg.Connection, event: TaskStarted) -> 
     if parent_id is not None:
         await connection.execute(
             "UPDATE discovery_tasks SET status = 'running', updated_at = now(),"
-            " started_at = coalesce(started_at, $2)"
+            " started_at = coalesce(started_at, least($2, now()))"
             " WHERE id = $1 AND status = 'pending'",
             parent_id,
             event.started_at,
@@ -460,6 +466,8 @@ async def final_events(
     return [finished_event(row) for row in rows]
 
 
+UNANNOUNCED_GRACE_SECONDS = 600.0
+
 _CLOCK_START = "coalesce(started_at, greatest(created_at, not_before))"
 """When a task's timeout starts to run."""
 
@@ -471,17 +479,24 @@ async def fail_expired(
 
     A child's time runs from its start, or while it waits, from when it is due
     (the stagger puts the last accounts of a large cycle hours after its
-    creation); a cycle's from the latest of its children's.
+    creation); a cycle's from the latest of its children's. A child no
+    scheduler announced (its row was made by a poll's events alone, e.g. a
+    poll published by hand) fails after `UNANNOUNCED_GRACE_SECONDS`: its
+    announcement, published before its poll, would have come long before.
     """
     reason = f"timed out after {timeout_seconds:g} s"
+    grace = min(timeout_seconds, UNANNOUNCED_GRACE_SECONDS)
     children = await connection.fetch(
-        "UPDATE discovery_tasks SET status = 'failed', error = $2,"
-        " finished_at = now(), updated_at = now()"
+        "UPDATE discovery_tasks SET status = 'failed', finished_at = now(),"
+        " updated_at = now(), error = CASE WHEN announced THEN $2 ELSE $4 END"
         f" WHERE kind = 'account_poll' AND status IN {UNFINISHED}"
-        f" AND {_CLOCK_START} < now() - make_interval(secs => $1)"
+        f" AND ({_CLOCK_START} < now() - make_interval(secs => $1)"
+        " OR (NOT announced AND created_at < now() - make_interval(secs => $3)))"
         f" RETURNING {_FINISHED_COLUMNS}",
         timeout_seconds,
         reason,
+        grace,
+        f"no scheduler announced this poll within {grace:g} s",
     )
     finished = [finished_event(row) for row in children]
     await _record_account_polls(connection, children)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -439,6 +439,51 @@ async def test_timeout_runs_from_a_childs_due_time_or_start_not_its_creation(
         "running",
     ]
     assert (await task_row(pool, parent))["status"] == "pending"
+
+
+async def test_a_start_from_a_clock_running_ahead_does_not_hold_off_the_timeout(
+    pool: asyncpg.Pool,
+) -> None:
+    parent = cycle(1)
+    task = child(parent, A, [REGION])
+    await discovery.record_created(pool, parent)
+    await discovery.record_created(pool, task)
+    next_year = datetime.now(UTC) + timedelta(days=365)
+
+    await discovery.record_started(
+        pool, TaskStarted(task_id=task.task_id, account_id=A, started_at=next_year)
+    )
+    await pool.execute(
+        "UPDATE discovery_tasks SET started_at = started_at - interval '2 hours',"
+        " created_at = created_at - interval '2 hours'"
+    )
+    finished = await discovery.fail_expired_tasks(pool, 3600)
+
+    assert {e.task_id for e in finished} == {task.task_id, parent.task_id}
+
+
+async def test_a_poll_no_scheduler_announced_fails_after_the_grace(
+    pool: asyncpg.Pool,
+) -> None:
+    stray, announced = child(None, A, [REGION]), child(None, B, [REGION])
+    await discovery.record_created(pool, announced)
+    for task, account in ((stray, A), (announced, B)):
+        await discovery.record_started(
+            pool,
+            TaskStarted(task_id=task.task_id, account_id=account, started_at=at(0)),
+        )
+    await pool.execute(
+        "UPDATE discovery_tasks SET created_at = now() - interval '11 minutes',"
+        " started_at = now() - interval '11 minutes'"
+    )
+
+    finished = await discovery.fail_expired_tasks(pool, 3600)
+
+    assert [e.task_id for e in finished] == [stray.task_id]
+    assert (await task_row(pool, stray))["error"] == (
+        "no scheduler announced this poll within 600 s"
+    )
+    assert (await task_row(pool, announced))["status"] == "running"
 
 
 def batch_of(parent: TaskCreated, children: list[TaskCreated]) -> TasksCreated:
