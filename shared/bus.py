@@ -209,18 +209,29 @@ async def ensure_poller_consumer(
     """Create the poller consumer, or set its cap to `max_concurrent`.
 
     Without `ack_wait` an existing consumer keeps its own (the pollers set it),
-    so the scheduler's start never undoes the pollers' configuration.
+    so the scheduler's start never undoes the pollers' configuration. The cap
+    is one for every replica together: changing it is logged as a warning,
+    since a replica started with another value changes it for all.
     """
     await ensure_streams(js, names)
+    try:
+        info = await js.consumer_info(names.polls_stream, names.poller_consumer)
+    except NotFoundError:
+        info = None
     if ack_wait is None:
         ack_wait = POLL_ACK_WAIT
-        try:
-            info = await js.consumer_info(names.polls_stream, names.poller_consumer)
-        except NotFoundError:
-            pass
-        else:
-            if info.config.ack_wait:
-                ack_wait = timedelta(seconds=info.config.ack_wait)
+        if info is not None and info.config.ack_wait:
+            ack_wait = timedelta(seconds=info.config.ack_wait)
+    before = info.config.max_ack_pending if info is not None else None
+    if before is not None and before != max_concurrent:
+        structlog.get_logger(__name__).warning(
+            "poll_cap_changed",
+            consumer=names.poller_consumer,
+            before=before,
+            after=max_concurrent,
+            hint="every scheduler and poller should have the same"
+            " SCHEDULED_POLLING_MAX_CONCURRENT",
+        )
     await js.add_consumer(
         names.polls_stream, poller_consumer_config(names, max_concurrent, ack_wait)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from nats.aio.client import Client as NatsClient
+from structlog.testing import capture_logs
 
 from shared.bus import BusNames, ensure_poller_consumer, ensure_streams
 
@@ -48,11 +49,17 @@ async def test_poller_consumer_cap_follows_the_setting(
 ) -> None:
     js = nats_client.jetstream()
 
-    await ensure_poller_consumer(js, names, max_concurrent=2)
-    await ensure_poller_consumer(js, names, max_concurrent=5)
+    with capture_logs() as logs:
+        await ensure_poller_consumer(js, names, max_concurrent=2)
+        await ensure_poller_consumer(js, names, max_concurrent=2)
+        await ensure_poller_consumer(js, names, max_concurrent=5)
 
     info = await js.consumer_info(names.polls_stream, names.poller_consumer)
     assert info.config.max_ack_pending == 5
+    changes = [entry for entry in logs if entry["event"] == "poll_cap_changed"]
+    assert [(c["before"], c["after"], c["log_level"]) for c in changes] == [
+        (2, 5, "warning")
+    ]
 
 
 async def test_cap_change_keeps_the_ack_wait_the_pollers_chose(
