@@ -18,6 +18,10 @@ class AccountsReader(Protocol):
 
     async def account(self, account_id: str) -> AccountRow | None: ...
 
+    async def accounts_by_id(self, account_ids: list[str]) -> dict[str, AccountRow]:
+        """Those of `account_ids` still in the inventory, as they are now."""
+        ...
+
     async def unfinished_polls(self) -> dict[str, str]:
         """Account id -> why its last poll is not over (pending or running)."""
         ...
@@ -42,6 +46,12 @@ class TaskBus(Protocol):
         self, plan: CyclePlan, polls: list[PlannedPoll], requested_at: datetime
     ) -> None:
         """Publish `account.poll` for each of `polls`; returns once all are stored."""
+        ...
+
+    async def withdraw(
+        self, plan: CyclePlan, reasons: dict[uuid.UUID, str], created_at: datetime
+    ) -> None:
+        """Announce the plan's children in `reasons` again, as skipped for them."""
         ...
 
 

@@ -389,7 +389,19 @@ class Scheduler:
         if not batch:
             return cursor
 
-        await self._bus.publish_polls(plan, batch, now)
+        withdrawn = await self._no_longer_eligible(batch)
+        if withdrawn:
+            await self._bus.withdraw(plan, withdrawn, plan.started_at)
+            for task_id, reason in withdrawn.items():
+                log.info(
+                    "poll_withdrawn",
+                    cycle_id=plan.cycle_id,
+                    task_id=str(task_id),
+                    reason=reason,
+                )
+        due = [poll for poll in batch if poll.task_id not in withdrawn]
+        if due:
+            await self._bus.publish_polls(plan, due, now)
         moved = await self._store.advance(plan.cycle_id, cursor.moved(published=end))
         if moved is None:
             return await self._store.cursor(plan.cycle_id)
@@ -409,6 +421,21 @@ class Scheduler:
             await self._write_state(current=self._progress(plan, moved))
 
         return moved
+
+    async def _no_longer_eligible(
+        self, polls: list[PlannedPoll]
+    ) -> dict[uuid.UUID, str]:
+        """Polls whose account was deleted or became ineligible since the plan."""
+        now = await self._accounts.accounts_by_id([poll.account_id for poll in polls])
+        withdrawn: dict[uuid.UUID, str] = {}
+        for poll in polls:
+            account = now.get(poll.account_id)
+            reason = (
+                "the account was deleted" if account is None else ineligibility(account)
+            )
+            if reason is not None:
+                withdrawn[poll.task_id] = f"no longer eligible when due: {reason}"
+        return withdrawn
 
     async def _finish(self, plan: CyclePlan, cursor: Cursor) -> None:
         now = self._clock.now()

@@ -272,6 +272,58 @@ async def test_each_account_is_polled_once_when_two_replicas_run_the_cycle(
     assert {row["id"] for row in rows} == {uuid.UUID(t["task_id"]) for t in created}
 
 
+async def test_accounts_deleted_or_deactivated_mid_cycle_are_not_polled(
+    db: AsyncEngine,
+    nats_client: NatsClient,
+    names: BusNames,
+    start_replica,
+    start_reconciler,
+) -> None:
+    ids = account_ids(3)
+    await seed_accounts(db, *(AccountSeed(i) for i in ids))
+    clock = FakeClock()
+    await start_replica(clock)
+    await clock.advance(10)
+    await settled_polls(nats_client, names, 1)
+
+    async with db.begin() as connection:
+        await connection.execute(
+            text("UPDATE accounts SET is_active = false WHERE account_id = :a"),
+            {"a": ids[1]},
+        )
+        await connection.execute(
+            text("DELETE FROM accounts WHERE account_id = :a"), {"a": ids[2]}
+        )
+    with capture_logs() as logs:
+        await clock.advance(30)
+        await clock.advance(30)
+        await eventually(
+            lambda: asyncio.sleep(
+                0, sum(e["event"] == "poll_withdrawn" for e in logs) == 2
+            )
+        )
+
+    created = await tasks_created(nats_client, names)
+    rows = await recorded_rows(db, nats_client, names, start_reconciler)
+    status = {row["account_id"]: row["status"] for row in rows}
+    assert [poll["account_id"] for poll in await polls(nats_client, names)] == ids[:1]
+    assert status == {
+        None: "pending",
+        ids[0]: "pending",
+        ids[1]: "skipped",
+        ids[2]: "skipped",
+    }
+    reasons = {
+        task["account_id"]: task["reason"]
+        for task in created
+        if task["status"] == "skipped"
+    }
+    assert reasons == {
+        ids[1]: "no longer eligible when due: account is inactive",
+        ids[2]: "no longer eligible when due: the account was deleted",
+    }
+
+
 async def test_a_restarted_replica_finishes_the_cycle_when_killed_in_the_middle(
     db: AsyncEngine,
     nats_client: NatsClient,
@@ -359,6 +411,7 @@ async def test_a_plan_left_by_a_dead_replica_is_carried_out_once_when_one_starts
 ) -> None:
     """The dead replica had stored its plan and sent the first poll, nothing else."""
     ids = account_ids(3)
+    await seed_accounts(db, *(AccountSeed(i) for i in ids))
     accounts = [
         AccountRow(i, "instance_role", True, "Role", None, None, ("us-east-1",))
         for i in ids
@@ -370,7 +423,7 @@ async def test_a_plan_left_by_a_dead_replica_is_carried_out_once_when_one_starts
     await KvCycleStore(await scheduler_bucket(js, names)).create_plan(plan)
     await JetStreamBus(js, names).publish_polls(plan, plan.polls[:1], FIRE)
 
-    await start_replica(clock)
+    await start_replica(clock, enabled=False)  # no scheduled cycle besides
     await settled_polls(nats_client, names, 3)
 
     sent = await polls(nats_client, names)
@@ -405,6 +458,7 @@ async def test_children_are_announced_once_in_batches_when_a_restart_announces_a
     start_reconciler,
 ) -> None:
     """The dead replica had stored its plan and announced it, but not said so."""
+    await seed_accounts(db, *(AccountSeed(i) for i in account_ids(450)))
     accounts = [
         AccountRow(i, "instance_role", True, "Role", None, None, ("us-east-1",))
         for i in account_ids(450)
@@ -416,7 +470,7 @@ async def test_children_are_announced_once_in_batches_when_a_restart_announces_a
     await JetStreamBus(js, names).announce(plan, FIRE)
     first_copy = await announcements(nats_client, names)
 
-    await start_replica(FakeClock(FIRE))
+    await start_replica(FakeClock(FIRE), enabled=False)  # no scheduled cycle besides
     await settled_polls(nats_client, names, 450)
 
     announced = await announcements(nats_client, names)

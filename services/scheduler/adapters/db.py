@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, select
+from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,6 +49,13 @@ class SqlAccounts:
             )
             row = rows.first()
             return _account(row) if row else None
+
+    async def accounts_by_id(self, account_ids: list[str]) -> dict[str, AccountRow]:
+        ids = bindparam("ids", account_ids, type_=ARRAY(String))
+        query = select(*_ACCOUNT_COLUMNS).where(Account.account_id == any_(ids))
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(query)
+            return {account.account_id: account for account in map(_account, rows)}
 
     async def unfinished_polls(self) -> dict[str, str]:
         query = select(

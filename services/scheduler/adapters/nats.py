@@ -31,6 +31,7 @@ from shared.events import (
     TaskCreated,
     TaskKind,
     TasksCreated,
+    TaskStatus,
 )
 
 ACK_TIMEOUT_SECONDS = 60.0
@@ -53,6 +54,10 @@ def poll_msg_id(poll: PlannedPoll) -> str:
 
 def task_msg_id(task_id: uuid.UUID) -> str:
     return f"task-created-{task_id}"
+
+
+def withdrawn_msg_id(task_id: uuid.UUID) -> str:
+    return f"task-withdrawn-{task_id}"
 
 
 def batch_msg_id(cycle_id: str, first: int, count: int) -> str:
@@ -166,6 +171,25 @@ class JetStreamBus:
             for poll in polls
         )
         await self._publish_all(messages)
+
+    async def withdraw(
+        self, plan: CyclePlan, reasons: dict[uuid.UUID, str], created_at: datetime
+    ) -> None:
+        subject = self._names.tasks_created
+        await self._publish_all(
+            (
+                subject,
+                withdrawn_msg_id(task.task_id),
+                task.model_copy(
+                    update={
+                        "status": TaskStatus.SKIPPED,
+                        "reason": reasons[task.task_id],
+                    }
+                ),
+            )
+            for task in announced_children(plan, created_at)
+            if task.task_id in reasons
+        )
 
     async def _publish_all(self, messages: Iterable[Message]) -> None:
         """Publish pipelined; raise unless JetStream stored (or de-duplicated) all.
