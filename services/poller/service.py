@@ -238,20 +238,33 @@ class Poller:
     ) -> T:
         """Run blocking boto3 work in a thread, with the caller's log context.
 
+        The `seconds` run from when a thread takes the work: a thread may be
+        held a while by a call of a region that timed out already (until
+        botocore's read timeout), and waiting for it is not this work's fault.
         On timeout or cancellation the thread is told to stop at its next call.
         """
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        future = loop.run_in_executor(
-            self._executor, functools.partial(context.run, function, *args)
-        )
+        taken = asyncio.Event()
+
+        def run() -> T:
+            loop.call_soon_threadsafe(taken.set)
+            return context.run(function, *args)
+
+        future = loop.run_in_executor(self._executor, run)
+        waiting = asyncio.ensure_future(taken.wait())
         try:
+            # Taken, or over at once (an executor already shut down).
+            future.add_done_callback(lambda _: taken.set())
+            await waiting
             return await asyncio.wait_for(future, seconds)
         except TimeoutError:
             raise DiscoveryError(
                 FailureKind.TIMEOUT, f"no answer within {seconds:g} s"
             ) from None
         finally:
+            waiting.cancel()
+            future.cancel()  # work still queued never starts
             if cancelled is not None:
                 cancelled.set()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -176,6 +178,36 @@ async def test_snapshot_is_complete_when_a_third_of_the_calls_are_throttled(
     assert len(outbox.discovered["us-east-1"].vpcs) == len(
         account_session(ACCOUNT).client("ec2").describe_vpcs()["Vpcs"]
     )
+
+
+async def test_a_region_waiting_for_a_thread_held_by_a_timed_out_one_still_succeeds(
+    enis: dict[str, set[str]],
+) -> None:
+    first = threading.Event()
+
+    def hangs_once(request: Any) -> Any:
+        if not first.is_set():
+            first.set()
+            threading.Event().wait(3.0)  # a read that outlives its region
+        return None
+
+    faults = Faults()
+    faults.by_region["us-east-1"] = hangs_once
+    outbox = RecordingOutbox()
+    aws = AwsAccess(client_hook=faults.register, max_attempts=2)
+    with ThreadPoolExecutor(1) as executor:  # both regions share one thread
+        poller = Poller(
+            aws,
+            outbox,
+            PollLimits(calls_per_second=50, region_timeout_seconds=1.5),
+            executor,
+        )
+        await poller.poll(poll_for(ACCOUNT, ["us-east-1", "eu-west-1"]))
+
+    assert [(f.region, f.kind) for f in outbox.failed] == [
+        ("us-east-1", FailureKind.TIMEOUT)
+    ]
+    assert {e.eni_id for e in outbox.discovered["eu-west-1"].enis} == enis["eu-west-1"]
 
 
 async def test_a_throttled_call_is_sent_max_attempts_times_in_all(
