@@ -93,6 +93,8 @@ def parse_ip(text: str) -> IpAddress:
 
 def parse_cidr(text: str) -> IpNetwork:
     """A network; host bits are dropped (`10.1.2.3/16` means `10.1.0.0/16`)."""
+    if "%" in text:
+        raise invalid("cidr", "drop the zone (%...) from the IPv6 network")
     try:
         network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:

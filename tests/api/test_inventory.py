@@ -184,6 +184,7 @@ async def test_unknown_ids_are_not_found_when_looked_up(
         ({"cursor": "eyJzIjoiZW5pcyIsImsiOlsiXHVkODAwIl19"}, "cursor", "not a cursor"),
         ({"cidr": "10.1.0.0/33"}, "cidr", "not an IPv4 or IPv6 CIDR"),
         ({"cidr": "banana"}, "cidr", "not an IPv4 or IPv6 CIDR"),
+        ({"cidr": "fe80::%eth0/10"}, "cidr", "drop the zone"),
         ({"owner_account_id": "12345"}, "owner_account_id", "pattern"),
         ({"has_public_ip": "maybe"}, "has_public_ip", "boolean"),
         ({"limit": 0}, "limit", "greater than or equal to 1"),
