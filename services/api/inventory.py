@@ -254,7 +254,9 @@ def has_public_ip(value: bool) -> ColumnElement[bool]:
 
 def in_cidr(network: IpNetwork) -> ColumnElement[bool]:
     inside = select(EniAddress.eni_id).where(
-        EniAddress.address.op("<<=")(cast(str(network), CIDR))
+        # Overlaps: an address inside it, or a delegated prefix that shares
+        # addresses with it (a /28 holds addresses of the /30 inside it).
+        EniAddress.address.op("&&")(cast(str(network), CIDR))
     )
     return Eni.eni_id.in_(inside)
 

@@ -59,6 +59,7 @@ async def test_last_seen_is_the_latest_poll_of_any_witness_when_several_see_it(
         ({"group_id": seed.GROUP}, [seed.ENI_1, seed.ENI_2]),
         ({"cidr": "10.1.1.0/24"}, [seed.ENI_1, seed.ENI_2, seed.ENI_C]),
         ({"cidr": "10.1.1.64/26"}, [seed.ENI_2]),
+        ({"cidr": "10.1.1.72/30"}, [seed.ENI_2]),
         ({"cidr": "::ffff:10.1.1.64/122"}, [seed.ENI_2]),
         ({"cidr": "2001:db8::/64"}, [seed.ENI_1]),
         ({"cidr": "192.168.0.0/16"}, []),
