@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     model_validator,
 )
 
@@ -145,7 +146,7 @@ class EniAttachment(Resource):
     device_index: int | None = None
     network_card_index: int | None = None
     status: str | None = None
-    attach_time: datetime | None = None
+    attach_time: UtcDatetime | None = None
     delete_on_termination: bool | None = None
 
 
@@ -189,7 +190,7 @@ class Instance(Resource):
     private_dns_name: str | None = None
     public_dns_name: str | None = None
     image_id: str | None = None
-    launch_time: datetime | None = None
+    launch_time: UtcDatetime | None = None
     platform: str | None = None
     architecture: str | None = None
     key_name: str | None = None
@@ -199,13 +200,28 @@ class Instance(Resource):
 
 
 class RegionSnapshot(Resource):
-    """Everything one poll saw in one region of one account; always complete."""
+    """Everything one poll saw in one region of one account; always complete.
+
+    Read from JSON, every list must be there, empty or not: an object that
+    lacks one (`{}`, or some other document stored by mistake) is no snapshot,
+    and taken for one it would empty the region. Built in Python, a list left
+    out is empty.
+    """
 
     vpcs: list[Vpc] = Field(default_factory=list)
     subnets: list[Subnet] = Field(default_factory=list)
     security_groups: list[SecurityGroup] = Field(default_factory=list)
     enis: list[Eni] = Field(default_factory=list)
     instances: list[Instance] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_when_read(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.mode == "json" and isinstance(data, dict):
+            missing = [name for name in cls.model_fields if name not in data]
+            if missing:
+                raise ValueError(f"not a complete snapshot: no {', '.join(missing)}")
+        return data
 
 
 # --- Events --------------------------------------------------------------------

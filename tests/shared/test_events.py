@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -247,6 +248,18 @@ def test_times_are_held_in_utc() -> None:
     )
 
     assert poll.requested_at.isoformat() == "2026-01-01T08:00:00+00:00"
+
+
+@pytest.mark.parametrize("snapshot", [{}, {"x": 1}, {"vpcs": [], "enis": []}])
+def test_snapshot_read_from_json_without_all_its_lists_is_refused(
+    snapshot: dict[str, object],
+) -> None:
+    valid = ROUND_TRIPS[1].model_dump(mode="json")
+
+    with pytest.raises(ValidationError, match="not a complete snapshot"):
+        events.ResourcesDiscovered.model_validate_json(
+            json.dumps(valid | {"snapshot": snapshot})
+        )
 
 
 def test_discovered_event_needs_exactly_one_body() -> None:

@@ -104,7 +104,8 @@ def test_blob_that_is_not_compressed_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b'{"vpcs": [1, 2', b"[]", b'{"enis": [{"eni_id": 5}]}']
+    "content",
+    [b'{"vpcs": [1, 2', b"[]", b'{"enis": [{"eni_id": 5}]}', b"{}", b'{"hello": "w"}'],
 )
 def test_blob_that_is_not_a_snapshot_is_refused(content: bytes) -> None:
     with pytest.raises(snapshots.SnapshotCorrupted, match="not a region snapshot"):
