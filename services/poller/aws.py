@@ -28,6 +28,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from services.poller import convert
 from shared.events import (
@@ -134,6 +135,8 @@ def classify(error: BaseException) -> tuple[FailureKind, str]:
         return FailureKind.ASSUME_ROLE_FAILED, f"no base credentials: {error}"
     if isinstance(error, EndpointConnectionError):
         return FailureKind.OTHER, f"{type(error).__name__}: {error}"
+    if isinstance(error, ResponseParserError):
+        return FailureKind.OTHER, f"an answer that could not be read: {error}"
     return FailureKind.OTHER, f"{type(error).__name__}: {error}"
 
 
@@ -321,7 +324,12 @@ class AwsAccess:
             ec2 = account.make(lambda s: self._client(s, "ec2", region))
             _limit(ec2, RateLimiter(calls_per_second, cancelled), stats)
             snapshot = _describe(ec2, stats)
-        except (ClientError, BotoCoreError, RegionCancelled) as error:
+        except (
+            ClientError,
+            BotoCoreError,
+            ResponseParserError,
+            RegionCancelled,
+        ) as error:
             raise DiscoveryError(*classify(error)) from error
         return snapshot, stats
 
@@ -357,6 +365,17 @@ def _items(client: Any, operation: str, key: str, stats: RegionStats) -> Iterato
         yield from page[key]
 
 
+def _listing(reservation: Any, key: str) -> Any:
+    """A reservation, which EC2 never sends without its instances' list."""
+    if key not in reservation:
+        raise DiscoveryError(
+            FailureKind.OTHER,
+            f"DescribeInstances: a reservation has no {key}, so the answer is not"
+            " EC2's (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
+        )
+    return reservation
+
+
 def _describe(ec2: Any, stats: RegionStats) -> RegionSnapshot:
     rules: dict[str, list[SecurityGroupRule]] = defaultdict(list)
     for item in _items(
@@ -382,6 +401,6 @@ def _describe(ec2: Any, stats: RegionStats) -> RegionSnapshot:
         instances=[
             instance
             for reservation in _items(ec2, "describe_instances", "Reservations", stats)
-            for instance in convert.instances(reservation)
+            for instance in convert.instances(_listing(reservation, "Instances"))
         ],
     )

@@ -107,6 +107,7 @@ def _throttled() -> Any:
             FailureKind.OTHER,
             "has no SecurityGroupRules",
         ),
+        (always(lambda: ok_response(b"")), FailureKind.OTHER, "could not be read"),
     ],
     ids=[
         "access_denied",
@@ -116,6 +117,7 @@ def _throttled() -> Any:
         "other",
         "html_page",
         "xml_without_the_list",
+        "empty_answer",
     ],
 )
 async def test_region_is_reported_failed_and_others_still_emitted_when_it_fails(
@@ -208,6 +210,34 @@ async def test_a_region_waiting_for_a_thread_held_by_a_timed_out_one_still_succe
         ("us-east-1", FailureKind.TIMEOUT)
     ]
     assert {e.eni_id for e in outbox.discovered["eu-west-1"].enis} == enis["eu-west-1"]
+
+
+async def test_a_reservation_without_its_instances_fails_the_region(
+    enis: dict[str, set[str]],
+) -> None:
+    reservation = (
+        b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        b"<requestId>x</requestId><reservationSet><item><reservationId>r-1"
+        b"</reservationId><ownerId>333333333333</ownerId></item></reservationSet>"
+        b"</DescribeInstancesResponse>"
+    )
+
+    def stripped(request: Any) -> Any:
+        body = request.body or b""
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        if "Action=DescribeInstances&" in text + "&":
+            return ok_response(reservation)
+        return None
+
+    faults = Faults()
+    faults.by_region["eu-west-1"] = stripped
+
+    outbox = await _poll(faults)
+
+    [failed] = outbox.failed
+    assert (failed.region, failed.kind) == ("eu-west-1", FailureKind.OTHER)
+    assert "a reservation has no Instances" in failed.reason
+    assert list(outbox.discovered) == ["us-east-1"]
 
 
 async def test_a_throttled_call_is_sent_max_attempts_times_in_all(
