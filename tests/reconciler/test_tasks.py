@@ -486,6 +486,21 @@ async def test_a_poll_no_scheduler_announced_fails_after_the_grace(
     assert (await task_row(pool, announced))["status"] == "running"
 
 
+async def test_announced_times_far_ahead_do_not_hold_the_task_forever(
+    pool: asyncpg.Pool,
+) -> None:
+    far = datetime(9999, 12, 30, tzinfo=UTC)
+    task = child(None, A, [REGION], not_before=far)
+    task = task.model_copy(update={"created_at": far})
+
+    await discovery.record_created(pool, task)
+
+    row = await task_row(pool, task)
+    now = await pool.fetchval("SELECT now()")
+    assert now - timedelta(minutes=1) < row["created_at"] <= now
+    assert row["not_before"] == row["created_at"] + timedelta(days=7)
+
+
 def batch_of(parent: TaskCreated, children: list[TaskCreated]) -> TasksCreated:
     return TasksCreated(
         cycle_id="manual-batch", parent_task_id=parent.task_id, first=0, tasks=children
