@@ -35,10 +35,13 @@ Text = str
 DisplayName = Annotated[
     str,
     StringConstraints(
-        min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]+$",
     ),
 ]
-"""A name people read, as the API accepts it: no control characters."""
+"""A name people read, as the API accepts it: no control characters, line or
+paragraph separators, or invisible format characters (zero-width, bidi)."""
 
 
 class Out(BaseModel):

@@ -66,6 +66,8 @@ async def test_account_is_created_when_the_reconciler_has_stored_it(
         ({"account_name": "a\u0000b"}, "account_name", "pattern"),
         ({"account_name": "two\nlines"}, "account_name", "pattern"),
         ({"account_name": "next\u0085line"}, "account_name", "pattern"),
+        ({"account_name": "line\u2028break"}, "account_name", "pattern"),
+        ({"account_name": "abc\u202edcba"}, "account_name", "pattern"),
         ({"auth_method": "password"}, "auth_method", "instance_role"),
         (
             {"default_regions": ["eu-west-1", "mars-north-1"]},
