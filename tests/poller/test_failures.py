@@ -190,7 +190,7 @@ async def test_a_region_waiting_for_a_thread_held_by_a_timed_out_one_still_succe
     def hangs_once(request: Any) -> Any:
         if not first.is_set():
             first.set()
-            threading.Event().wait(3.0)  # a read that outlives its region
+            threading.Event().wait(6.0)  # a read that outlives its region
         return None
 
     faults = Faults()
@@ -201,7 +201,7 @@ async def test_a_region_waiting_for_a_thread_held_by_a_timed_out_one_still_succe
         poller = Poller(
             aws,
             outbox,
-            PollLimits(calls_per_second=50, region_timeout_seconds=1.5),
+            PollLimits(calls_per_second=50, region_timeout_seconds=4.0),
             executor,
         )
         await poller.poll(poll_for(ACCOUNT, ["us-east-1", "eu-west-1"]))
