@@ -7,6 +7,8 @@ reader ignores fields it does not know and new fields always have defaults.
 
 from __future__ import annotations
 
+import functools
+import typing
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,6 +58,36 @@ class Resource(BaseModel):
     """Base of the resources in a snapshot."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Listing(Resource):
+    """A part of a snapshot whose lists replace what the inventory holds.
+
+    Read from JSON, every list must be there, empty or not: the poller always
+    writes them, and one taken as empty because it is missing (a document
+    that is not a snapshot, or a part of one) would delete what it lists.
+    Built in Python, a list left out is empty.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_present_when_read(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.mode == "json" and isinstance(data, dict):
+            missing = [name for name in _list_fields(cls) if name not in data]
+            if missing:
+                raise ValueError(
+                    f"not a complete {cls.__name__}: no {', '.join(missing)}"
+                )
+        return data
+
+
+@functools.cache
+def _list_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if typing.get_origin(field.annotation) is list
+    )
 
 
 # --- Resources, as one poll saw them in one region ----------------------------
@@ -115,7 +147,7 @@ class SecurityGroupRule(Resource):
     tags: Tags = Field(default_factory=dict)
 
 
-class SecurityGroup(Resource):
+class SecurityGroup(Listing):
     group_id: str
     group_name: str
     owner_id: AccountId
@@ -150,7 +182,7 @@ class EniAttachment(Resource):
     delete_on_termination: bool | None = None
 
 
-class Eni(Resource):
+class Eni(Listing):
     """An ENI; one with no IPv4 address at all (IPv6-only subnet) is normal."""
 
     eni_id: str
@@ -175,7 +207,7 @@ class Eni(Resource):
     tags: Tags = Field(default_factory=dict)
 
 
-class Instance(Resource):
+class Instance(Listing):
     """An EC2 instance in any state but `terminated`."""
 
     instance_id: str
@@ -199,13 +231,11 @@ class Instance(Resource):
     tags: Tags = Field(default_factory=dict)
 
 
-class RegionSnapshot(Resource):
+class RegionSnapshot(Listing):
     """Everything one poll saw in one region of one account; always complete.
 
-    Read from JSON, every list must be there, empty or not: an object that
-    lacks one (`{}`, or some other document stored by mistake) is no snapshot,
-    and taken for one it would empty the region. Built in Python, a list left
-    out is empty.
+    Read from JSON, an object that lacks a list (`{}`, or some other document
+    stored by mistake) is no snapshot: taken for one it would empty the region.
     """
 
     vpcs: list[Vpc] = Field(default_factory=list)
@@ -213,15 +243,6 @@ class RegionSnapshot(Resource):
     security_groups: list[SecurityGroup] = Field(default_factory=list)
     enis: list[Eni] = Field(default_factory=list)
     instances: list[Instance] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _complete_when_read(cls, data: Any, info: ValidationInfo) -> Any:
-        if info.mode == "json" and isinstance(data, dict):
-            missing = [name for name in cls.model_fields if name not in data]
-            if missing:
-                raise ValueError(f"not a complete snapshot: no {', '.join(missing)}")
-        return data
 
 
 # --- Events --------------------------------------------------------------------

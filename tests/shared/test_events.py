@@ -256,10 +256,31 @@ def test_snapshot_read_from_json_without_all_its_lists_is_refused(
 ) -> None:
     valid = ROUND_TRIPS[1].model_dump(mode="json")
 
-    with pytest.raises(ValidationError, match="not a complete snapshot"):
+    with pytest.raises(ValidationError, match="not a complete RegionSnapshot"):
         events.ResourcesDiscovered.model_validate_json(
             json.dumps(valid | {"snapshot": snapshot})
         )
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ("security_groups", "rules"),
+        ("enis", "private_addresses"),
+        ("enis", "group_ids"),
+        ("enis", "ipv6_addresses"),
+        ("instances", "eni_ids"),
+    ],
+)
+def test_snapshot_read_from_json_with_a_part_missing_a_list_is_refused(
+    part: str, field: str
+) -> None:
+    valid = ROUND_TRIPS[1].model_dump(mode="json")
+    assert valid["snapshot"][part], "the example must have one"
+    del valid["snapshot"][part][0][field]
+
+    with pytest.raises(ValidationError, match=f"not a complete .*: no {field}"):
+        events.ResourcesDiscovered.model_validate_json(json.dumps(valid))
 
 
 def test_discovered_event_needs_exactly_one_body() -> None:
