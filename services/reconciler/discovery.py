@@ -176,6 +176,9 @@ async def _decide_and_apply(
     result = await apply_snapshot(
         connection, event.account_id, event.region, stage(snapshot)
     )
+    # The poller's end time, kept between its start and now: readers show it
+    # as the resources' last-seen time.
+    finished = min(max(event.discovery_finished_at, event.discovery_started_at), now)
     await connection.execute(
         "UPDATE region_polls SET last_discovery_started_at = $3,"
         " last_applied_at = $4, last_polled_at = $4, last_success_at = $4,"
@@ -184,7 +187,7 @@ async def _decide_and_apply(
         event.account_id,
         event.region,
         event.discovery_started_at,
-        event.discovery_finished_at,
+        finished,
         event.task_id,
     )
     return Outcome("applied", result=result)
@@ -264,8 +267,9 @@ async def _count_region_failure(
     )
     await connection.execute(
         "UPDATE region_polls SET consecutive_failures = consecutive_failures + 1,"
-        " last_polled_at = greatest(last_polled_at, $4), last_error = $5,"
-        " last_error_kind = $6, stale_since = coalesce(stale_since, $4),"
+        " last_polled_at = greatest(last_polled_at, least($4, now())),"
+        " last_error = $5, last_error_kind = $6,"
+        " stale_since = coalesce(stale_since, least($4, now())),"
         " last_task_id = $7 WHERE account_id = $1 AND region = $2"
         " AND (last_discovery_started_at IS NULL OR last_discovery_started_at < $3)",
         event.account_id,

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from services.reconciler import accounts
-from shared.events import DeleteAccount, RegionSnapshot, RemoveAccountRegion
+from services.reconciler import accounts, discovery
+from shared.events import (
+    DeleteAccount,
+    DiscoveryFailed,
+    FailureKind,
+    RegionSnapshot,
+    RemoveAccountRegion,
+)
 from tests.reconciler.factories import (
     OUTSIDER,
     REGION,
@@ -16,6 +23,7 @@ from tests.reconciler.factories import (
     B,
     add_account,
     at,
+    discovered,
     eni,
     group,
     ids,
@@ -544,3 +552,32 @@ async def test_inactive_owners_vpc_goes_when_its_last_witness_no_longer_sees_it(
     await poll(pool, B, RegionSnapshot(), at(60))
 
     assert await ids(pool, "vpcs", "vpc_id") == set()
+
+
+async def test_end_times_ahead_of_the_clock_are_kept_to_now(
+    pool: asyncpg.Pool,
+) -> None:
+    await add_account(pool, A)
+    far = datetime(9999, 12, 31, tzinfo=UTC)
+    event = discovered(A, RegionSnapshot(), datetime.now(UTC))
+    event = event.model_copy(update={"discovery_finished_at": far})
+
+    await discovery.apply_discovered(pool, event, event.snapshot)
+    applied = await pool.fetchval("SELECT last_applied_at FROM region_polls")
+    failure = DiscoveryFailed(
+        task_id=event.task_id,
+        account_id=A,
+        region=REGION,
+        kind=FailureKind.THROTTLED,
+        reason="slow down",
+        discovery_started_at=datetime.now(UTC) + timedelta(seconds=1),
+        failed_at=far,
+    )
+    await discovery.record_failure(
+        pool, failure.model_copy(update={"task_id": uuid.uuid4()})
+    )
+    polled = await pool.fetchrow("SELECT last_polled_at, stale_since FROM region_polls")
+
+    now = await pool.fetchval("SELECT now()")
+    assert applied <= now
+    assert polled["last_polled_at"] <= now and polled["stale_since"] <= now
