@@ -366,14 +366,21 @@ def _items(client: Any, operation: str, key: str, stats: RegionStats) -> Iterato
 
 
 def _listing(reservation: Any, key: str) -> Any:
-    """A reservation, which EC2 never sends without its instances' list."""
+    """A reservation, which EC2 never sends without its instances' list, nor
+    an instance without its state (the state tells which are gone)."""
     if key not in reservation:
-        raise DiscoveryError(
-            FailureKind.OTHER,
-            f"DescribeInstances: a reservation has no {key}, so the answer is not"
-            " EC2's (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
-        )
+        raise _not_ec2(f"a reservation has no {key}")
+    if any("State" not in instance for instance in reservation[key]):
+        raise _not_ec2("an instance has no State")
     return reservation
+
+
+def _not_ec2(what: str) -> DiscoveryError:
+    return DiscoveryError(
+        FailureKind.OTHER,
+        f"DescribeInstances: {what}, so the answer is not EC2's"
+        " (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
+    )
 
 
 def _describe(ec2: Any, stats: RegionStats) -> RegionSnapshot:

@@ -212,14 +212,25 @@ async def test_a_region_waiting_for_a_thread_held_by_a_timed_out_one_still_succe
     assert {e.eni_id for e in outbox.discovered["eu-west-1"].enis} == enis["eu-west-1"]
 
 
+@pytest.mark.parametrize(
+    ("inside", "words"),
+    [
+        (b"", "a reservation has no Instances"),
+        (
+            b"<instancesSet><item><instanceId>i-1</instanceId></item></instancesSet>",
+            "an instance has no State",
+        ),
+    ],
+)
 async def test_a_reservation_without_its_instances_fails_the_region(
-    enis: dict[str, set[str]],
+    enis: dict[str, set[str]], inside: bytes, words: str
 ) -> None:
     reservation = (
         b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
         b"<requestId>x</requestId><reservationSet><item><reservationId>r-1"
-        b"</reservationId><ownerId>333333333333</ownerId></item></reservationSet>"
-        b"</DescribeInstancesResponse>"
+        b"</reservationId><ownerId>333333333333</ownerId>"
+        + inside
+        + b"</item></reservationSet></DescribeInstancesResponse>"
     )
 
     def stripped(request: Any) -> Any:
@@ -236,7 +247,7 @@ async def test_a_reservation_without_its_instances_fails_the_region(
 
     [failed] = outbox.failed
     assert (failed.region, failed.kind) == ("eu-west-1", FailureKind.OTHER)
-    assert "a reservation has no Instances" in failed.reason
+    assert words in failed.reason
     assert list(outbox.discovered) == ["us-east-1"]
 
 
