@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -144,9 +146,19 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
     try:
         outcome = await route(deps, msg.data)
     except ValidationError as error:
-        log.error("message_terminated", reason="invalid payload", error=str(error))
-        await msg.term()
-        return
+        try:
+            refused = await _refused_snapshot(deps, msg, error)
+        except TRANSIENT as fault:
+            delay = min(MAX_REDELIVERY_DELAY, 2.0**delivered)
+            log.warning("message_redelivered", reason=repr(fault), delay=delay)
+            await msg.nak(delay=delay)
+            return
+        if refused is None:
+            log.error("message_terminated", reason="invalid payload", error=str(error))
+            await msg.term()
+            return
+        log.error("snapshot_refused", error=str(error))
+        outcome = refused
     except TRANSIENT as error:
         delay = min(MAX_REDELIVERY_DELAY, 2.0**delivered)
         log.warning("message_redelivered", reason=repr(error), delay=delay)
@@ -173,6 +185,45 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
         beat.cancel()
     await publish_finished(deps, outcome.finished)
     await msg.ack()
+
+
+async def _refused_snapshot(
+    deps: Deps, msg: Msg, error: ValidationError
+) -> Outcome | None:
+    """Fail the region of a snapshot that is not one, when it says whose it is.
+
+    Its task would otherwise wait for that region's outcome until it times out.
+    None when the message does not even name a task, an account and a region.
+    """
+    if msg.subject != deps.names.resources_discovered:
+        return None
+    try:
+        named = json.loads(msg.data)
+        now = datetime.now(UTC)
+        failure = DiscoveryFailed(
+            task_id=named["task_id"],
+            account_id=named["account_id"],
+            region=named["region"],
+            kind=FailureKind.OTHER,
+            reason=f"the snapshot was refused: {_first_problem(error)}",
+            discovery_started_at=now,
+            failed_at=now,
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+    try:
+        return await discovery.record_failure(deps.pool, failure)
+    except TRANSIENT:
+        raise  # redelivered: the failure is recorded next time
+    except Exception:
+        log.error("message_terminated", reason="failure not recordable", exc_info=True)
+        return None
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "the message"
+    return f"{where}: {problem['msg']} ({error.error_count()} problem(s) in all)"
 
 
 async def _reject(deps: Deps, msg: Msg) -> Outcome | None:

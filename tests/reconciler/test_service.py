@@ -456,3 +456,29 @@ async def test_account_named_before_the_name_rules_can_still_be_changed(
 
     assert reply.ok and reply.account is not None
     assert (reply.account.account_name, reply.account.is_active) == ("tab\tname", False)
+
+
+@pytest.mark.usefixtures("service")
+async def test_region_fails_with_the_reason_when_an_inline_snapshot_is_no_snapshot(
+    pool: asyncpg.Pool, nats_client: NatsClient, names: BusNames
+) -> None:
+    js = nats_client.jetstream()
+    finished = await finished_events(nats_client, names)
+    await create(nats_client, names, A, [REGION])
+    created = child_created(A)
+    event = json.loads(
+        discovered(
+            A, RegionSnapshot(), at(0), task_id=created.task_id
+        ).model_dump_json()
+    )
+    event["snapshot"] = {"hello": "world"}
+
+    await js.publish(names.tasks_created, created.model_dump_json().encode())
+    await js.publish(names.resources_discovered, json.dumps(event).encode())
+
+    done = await asyncio.wait_for(finished.get(), timeout=30)
+    row = await pool.fetchrow("SELECT status, error FROM discovery_tasks")
+    assert (done.task_id, done.status) == (created.task_id, TaskStatus.FAILED)
+    assert row["status"] == "failed"
+    assert "the snapshot was refused: snapshot" in row["error"]
+    assert "not a complete RegionSnapshot" in row["error"]
