@@ -35,14 +35,18 @@ RegionName = Annotated[
 Tags = dict[str, str]
 
 
-def _in_utc(value: datetime) -> datetime:
+def in_utc(value: datetime) -> datetime:
+    """`value` (with a zone) in UTC; ValueError when no UTC datetime can hold it.
+
+    9999-12-31T23:59:59-23:00 is a valid time that falls in year 10000.
+    """
     try:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("in UTC it falls outside years 1 to 9999") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 """A time with a zone, held in UTC: one PostgreSQL can store and compare."""
 
 

@@ -32,13 +32,11 @@ Text = str
 """An address, network or MAC, as PostgreSQL writes it."""
 
 
-DisplayName = Annotated[
-    str,
-    StringConstraints(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]+$",
-    ),
+_UNSEEN = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff"
+"""Control characters, separators and invisible format characters."""
+
+AccountName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=f"^[^{_UNSEEN}]+$")
 ]
 """A name people read, as the API accepts it: no control characters, line or
 paragraph separators, or invisible format characters (zero-width, bidi)."""
@@ -54,7 +52,7 @@ class Out(BaseModel):
 class AccountFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_name: DisplayName
+    account_name: AccountName
     auth_method: AuthMethod = AuthMethod.INSTANCE_ROLE
     is_active: StrictBool = True
     default_role_name: RoleName | None = Field(
@@ -93,7 +91,7 @@ class AccountUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    account_name: DisplayName | None = None
+    account_name: AccountName | None = None
     auth_method: AuthMethod | None = None
     is_active: StrictBool | None = None
     default_role_name: RoleName | None = None

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.api.errors import invalid
 from services.api.pagination import decode_cursor, encode_cursor, rows_at_most
 from services.api.schemas import ChildCounts, RegionResult, TaskDetail, TaskOut
+from shared import events
 from shared.db.models import DiscoveryTask
 from shared.events import FINISHED_STATUSES
 
@@ -160,18 +161,13 @@ def _duration(task: DiscoveryTask, now: datetime) -> float | None:
 
 
 def in_utc(value: datetime, field: str) -> datetime:
-    """`value` in UTC; a 422 naming `field` when it has no zone or leaves the calendar.
-
-    9999-12-31T23:59:59-23:00 is a valid time that no UTC datetime can hold.
-    """
+    """`value` in UTC; a 422 naming `field` when it has no zone or leaves the years."""
     if value.tzinfo is None:
         raise invalid(field, "give a time zone, e.g. 2024-01-01T00:00:00Z")
     try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise invalid(
-            field, "out of range: in UTC it falls outside years 1 to 9999"
-        ) from None
+        return events.in_utc(value)
+    except ValueError as error:
+        raise invalid(field, f"out of range: {error}") from None
 
 
 def _cursor_key(created: str, task_id: str) -> tuple[datetime, uuid.UUID]:

@@ -357,11 +357,7 @@ def _items(client: Any, operation: str, key: str, stats: RegionStats) -> Iterato
         stats.pages[operation] += 1
         if key not in page:
             api_name = client.meta.method_to_api_mapping.get(operation, operation)
-            raise DiscoveryError(
-                FailureKind.OTHER,
-                f"{api_name}: the answer has no {key}, so it is not EC2's"
-                " (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
-            )
+            raise _not_ec2(api_name, f"the answer has no {key}")
         yield from page[key]
 
 
@@ -369,16 +365,16 @@ def _listing(reservation: Any, key: str) -> Any:
     """A reservation, which EC2 never sends without its instances' list, nor
     an instance without its state (the state tells which are gone)."""
     if key not in reservation:
-        raise _not_ec2(f"a reservation has no {key}")
+        raise _not_ec2("DescribeInstances", f"a reservation has no {key}")
     if any("State" not in instance for instance in reservation[key]):
-        raise _not_ec2("an instance has no State")
+        raise _not_ec2("DescribeInstances", "an instance has no State")
     return reservation
 
 
-def _not_ec2(what: str) -> DiscoveryError:
+def _not_ec2(api_name: str, what: str) -> DiscoveryError:
     return DiscoveryError(
         FailureKind.OTHER,
-        f"DescribeInstances: {what}, so the answer is not EC2's"
+        f"{api_name}: {what}, so the answer is not EC2's"
         " (a proxy in the way, or a wrong AWS_ENDPOINT_URL?)",
     )
 

@@ -146,23 +146,18 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
     try:
         outcome = await route(deps, msg.data)
     except ValidationError as error:
-        try:
-            refused = await _refused_snapshot(deps, msg, error)
-        except TRANSIENT as fault:
-            delay = min(MAX_REDELIVERY_DELAY, 2.0**delivered)
-            log.warning("message_redelivered", reason=repr(fault), delay=delay)
-            await msg.nak(delay=delay)
-            return
-        if refused is None:
+        refusal = _refusal(deps, msg, error)
+        if refusal is None:
             log.error("message_terminated", reason="invalid payload", error=str(error))
             await msg.term()
             return
         log.error("snapshot_refused", error=str(error))
+        refused = await _fail_snapshot_region(deps, msg, refusal)
+        if refused is None:
+            return
         outcome = refused
     except TRANSIENT as error:
-        delay = min(MAX_REDELIVERY_DELAY, 2.0**delivered)
-        log.warning("message_redelivered", reason=repr(error), delay=delay)
-        await msg.nak(delay=delay)
+        await _redeliver_later(msg, error)
         return
     except asyncpg.PostgresError:
         # The same data would fail again: record it where operators look.
@@ -187,10 +182,15 @@ async def handle_discovery_message(deps: Deps, msg: Msg) -> None:
     await msg.ack()
 
 
-async def _refused_snapshot(
-    deps: Deps, msg: Msg, error: ValidationError
-) -> Outcome | None:
-    """Fail the region of a snapshot that is not one, when it says whose it is.
+async def _redeliver_later(msg: Msg, error: BaseException) -> None:
+    """Negatively acknowledge, with a delay growing with each delivery."""
+    delay = min(MAX_REDELIVERY_DELAY, 2.0 ** (msg.metadata.num_delivered or 1))
+    log.warning("message_redelivered", reason=repr(error), delay=delay)
+    await msg.nak(delay=delay)
+
+
+def _refusal(deps: Deps, msg: Msg, error: ValidationError) -> DiscoveryFailed | None:
+    """The failure of the region of a snapshot that is not one, if it says whose.
 
     Its task would otherwise wait for that region's outcome until it times out.
     None when the message does not even name a task, an account and a region.
@@ -200,7 +200,7 @@ async def _refused_snapshot(
     try:
         named = json.loads(msg.data)
         now = datetime.now(UTC)
-        failure = DiscoveryFailed(
+        return DiscoveryFailed(
             task_id=named["task_id"],
             account_id=named["account_id"],
             region=named["region"],
@@ -210,13 +210,6 @@ async def _refused_snapshot(
             failed_at=now,
         )
     except (ValueError, TypeError, KeyError):
-        return None
-    try:
-        return await discovery.record_failure(deps.pool, failure)
-    except TRANSIENT:
-        raise  # redelivered: the failure is recorded next time
-    except Exception:
-        log.error("message_terminated", reason="failure not recordable", exc_info=True)
         return None
 
 
@@ -235,28 +228,35 @@ async def _reject(deps: Deps, msg: Msg) -> Outcome | None:
     if msg.subject != deps.names.resources_discovered:
         await msg.term()
         return None
+    event = ResourcesDiscovered.model_validate_json(msg.data)  # it parsed before
+    failure = DiscoveryFailed(
+        task_id=event.task_id,
+        account_id=event.account_id,
+        region=event.region,
+        kind=FailureKind.OTHER,
+        reason="the snapshot could not be applied (see the reconciler's log)",
+        discovery_started_at=event.discovery_started_at,
+        failed_at=event.discovery_finished_at,
+    )
+    return await _fail_snapshot_region(deps, msg, failure)
+
+
+async def _fail_snapshot_region(
+    deps: Deps, msg: Msg, failure: DiscoveryFailed
+) -> Outcome | None:
+    """Record the failure of a snapshot given up on; None once `msg` is settled.
+
+    A transient fault redelivers the message; any other leaves nothing to try,
+    so it is terminated rather than looped.
+    """
     try:
-        event = ResourcesDiscovered.model_validate_json(msg.data)
-        failure = DiscoveryFailed(
-            task_id=event.task_id,
-            account_id=event.account_id,
-            region=event.region,
-            kind=FailureKind.OTHER,
-            reason="the snapshot could not be applied (see the reconciler's log)",
-            discovery_started_at=event.discovery_started_at,
-            failed_at=event.discovery_finished_at,
-        )
         return await discovery.record_failure(deps.pool, failure)
     except TRANSIENT as error:
-        delay = min(MAX_REDELIVERY_DELAY, 2.0 ** (msg.metadata.num_delivered or 1))
-        log.warning("message_redelivered", reason=repr(error), delay=delay)
-        await msg.nak(delay=delay)
-        return None
+        await _redeliver_later(msg, error)
     except Exception:
-        # Not even its failure can be stored: stop here rather than loop.
         log.error("message_terminated", reason="failure not recordable", exc_info=True)
         await msg.term()
-        return None
+    return None
 
 
 def _bind(task_id: object, account_id: str, region: str | None = None) -> None:

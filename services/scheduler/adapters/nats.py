@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -65,8 +65,12 @@ def batch_msg_id(cycle_id: str, first: int, count: int) -> str:
     return f"tasks-created-{cycle_id}-{first}-{count}"
 
 
-def announced_children(plan: CyclePlan, created_at: datetime) -> list[TaskCreated]:
-    """The `TaskCreated` of every child, in plan order."""
+def announced_children(
+    plan: CyclePlan,
+    created_at: datetime,
+    only: Container[uuid.UUID] | None = None,
+) -> list[TaskCreated]:
+    """The `TaskCreated` of every child (or of those in `only`), in plan order."""
     due = {poll.task_id: plan.due_at(i) for i, poll in enumerate(plan.polls)}
     return [
         TaskCreated.model_construct(
@@ -83,6 +87,7 @@ def announced_children(plan: CyclePlan, created_at: datetime) -> list[TaskCreate
             created_at=created_at,
         )
         for child in plan.children
+        if only is None or child.task_id in only
     ]
 
 
@@ -187,8 +192,7 @@ class JetStreamBus:
                     }
                 ),
             )
-            for task in announced_children(plan, created_at)
-            if task.task_id in reasons
+            for task in announced_children(plan, created_at, only=reasons)
         )
 
     async def _publish_all(self, messages: Iterable[Message]) -> None:
